@@ -1,0 +1,62 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/durlab/durlab/store"
+	"github.com/durlab/durlab/workflows"
+)
+
+// Exit codes. A crash is not among them: it is a death by SIGKILL.
+const (
+	exitOK          = 0
+	exitUnexpected  = 1 // the experiment did not behave as expected, or a run failed
+	exitUsage       = 2 // bad usage or configuration
+	exitInterrupted = 130
+)
+
+// usageError is bad input: a flag, an argument, or the configuration.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// exitCodeError ends the process with a code after its output was printed.
+type exitCodeError struct{ code int }
+
+func (e exitCodeError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// errNotAsExpected: the report is printed; the experiment did not behave as expected.
+var errNotAsExpected = exitCodeError{exitUnexpected}
+
+// exitCode maps an error to the process's exit code, printing it as one line
+// on stderr unless the output already said everything.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	var ec exitCodeError
+	if errors.As(err, &ec) {
+		return ec.code
+	}
+	code := exitUnexpected
+	var ue usageError
+	switch {
+	case errors.As(err, &ue),
+		errors.Is(err, store.ErrForeignSchema),
+		errors.Is(err, store.ErrUnavailable),
+		errors.Is(err, workflows.ErrSystemDB):
+		code = exitUsage
+	case errors.Is(err, workflows.ErrInterrupted), errors.Is(err, context.Canceled):
+		code = exitInterrupted
+	}
+	fmt.Fprintf(stderr, "durlab: %s\n", oneLine(redactAll(err.Error())))
+	return code
+}

@@ -1,0 +1,202 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/durlab/durlab/workflows"
+)
+
+// experimentOptions are one experiment command's flags.
+type experimentOptions struct {
+	global *globalOptions
+	exp    workflows.Experiment
+	params workflows.Params
+	seed   int64
+	// seedSet is false when --seed was not given: a random seed is drawn
+	// and printed.
+	seedSet bool
+}
+
+func experimentCommands(g *globalOptions) []*cobra.Command {
+	var cmds []*cobra.Command
+	for _, exp := range workflows.Experiments() {
+		cmds = append(cmds, newExperimentCmd(g, exp, nil))
+	}
+	return cmds
+}
+
+// newExperimentCmd builds the command of one experiment. runF replaces the
+// run in parsing tests.
+func newExperimentCmd(g *globalOptions, exp workflows.Experiment, runF func(*experimentOptions) error) *cobra.Command {
+	opts := &experimentOptions{global: g, exp: exp, params: exp.Defaults}
+	c := &cobra.Command{
+		Use:     exp.Name,
+		Short:   exp.Short,
+		Long:    exp.Long + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Seed),
+		Args:    cobra.NoArgs,
+		GroupID: "",
+		RunE: func(c *cobra.Command, _ []string) error {
+			opts.seedSet = c.Flags().Changed("seed")
+			if err := opts.validate(); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return runExperiment(c.Context(), opts)
+		},
+	}
+	addExperimentFlags(c.Flags(), exp, &opts.params, &opts.seed)
+	return c
+}
+
+// addExperimentFlags binds the flags that exp takes into p.
+func addExperimentFlags(f *pflag.FlagSet, exp workflows.Experiment, p *workflows.Params, seed *int64) {
+	f.Int64Var(seed, "seed", 0, "seed of every fault decision (default: random, and printed)")
+	d := exp.Defaults
+	for _, k := range exp.Knobs {
+		switch k {
+		case workflows.KnobPages:
+			f.IntVar(&p.Pages, string(k), d.Pages, "pages per batch")
+		case workflows.KnobPageSize:
+			f.IntVar(&p.PageSize, string(k), d.PageSize, "users per page")
+		case workflows.KnobBatches:
+			f.IntVar(&p.Batches, string(k), d.Batches, "batch child workflows")
+		case workflows.KnobFailProb:
+			f.Float64Var(&p.FailProb, string(k), d.FailProb, "probability that a step fails after its write")
+		case workflows.KnobGenFailProb:
+			f.Float64Var(&p.GenFailProb, string(k), d.GenFailProb, "probability that the generate step fails")
+		case workflows.KnobCrashProb:
+			f.Float64Var(&p.CrashProb, string(k), d.CrashProb, "probability of a crash (SIGKILL) at each crash point")
+		case workflows.KnobCommitCrashProb:
+			f.Float64Var(&p.CommitCrashProb, string(k), d.CommitCrashProb, "probability of a crash right after an insert commits")
+		case workflows.KnobCrashAfter:
+			f.IntVar(&p.CrashAfterBatch, string(k), d.CrashAfterBatch, "crash points start after this batch")
+		case workflows.KnobAttempts:
+			f.IntVar(&p.Attempts, string(k), d.Attempts, "attempts allowed to the retried step")
+		case workflows.KnobMaxRecoveryAttempts:
+			f.IntVar(&p.MaxRecoveryAttempts, string(k), d.MaxRecoveryAttempts, "recoveries DBOS allows before dead-lettering the workflow")
+		case workflows.KnobWait:
+			f.DurationVar(&p.Wait, string(k), d.Wait, "how long to wait for a pending workflow of another executor before starting a new one")
+		case workflows.KnobQueue:
+			f.StringVar(&p.Queue, string(k), d.Queue, "enqueue batch workflows on this DBOS queue for `durlab worker` processes")
+		}
+	}
+}
+
+func (o *experimentOptions) validate() error {
+	p := &o.params
+	positive := map[string]int{"--pages": p.Pages, "--page-size": p.PageSize}
+	if o.exp.Has(workflows.KnobBatches) {
+		positive["--batches"] = p.Batches
+	}
+	if o.exp.Has(workflows.KnobAttempts) {
+		positive["--attempts"] = p.Attempts
+	}
+	for _, name := range []string{"--pages", "--page-size", "--batches", "--attempts"} {
+		if v, ok := positive[name]; ok && v <= 0 {
+			return usagef("%s must be at least 1, got %d", name, v)
+		}
+	}
+	for name, v := range map[string]float64{"--fail-prob": p.FailProb, "--gen-fail-prob": p.GenFailProb,
+		"--crash-prob": p.CrashProb, "--commit-crash-prob": p.CommitCrashProb} {
+		if math.IsNaN(v) || v < 0 || v > 1 {
+			return usagef("%s must be between 0 and 1, got %v", name, v)
+		}
+	}
+	if p.MaxRecoveryAttempts < 0 {
+		return usagef("--max-recovery-attempts must not be negative, got %d", p.MaxRecoveryAttempts)
+	}
+	if p.CrashAfterBatch < 0 {
+		return usagef("--crash-after must not be negative, got %d", p.CrashAfterBatch)
+	}
+	if p.Wait < 0 {
+		return usagef("--wait must not be negative, got %s", p.Wait)
+	}
+	if o.seedSet {
+		p.Seed = o.seed
+	} else {
+		p.Seed = rand.Int64N(1 << 31)
+	}
+	return nil
+}
+
+func runExperiment(ctx context.Context, o *experimentOptions) error {
+	g := o.global
+	cfg, err := g.resolve()
+	if err != nil {
+		return err
+	}
+	lab, err := workflows.Open(ctx, workflows.Config{
+		SystemDB:   cfg.systemDB,
+		Store:      cfg.store,
+		ExecutorID: g.executor("durlab-" + o.exp.Name),
+		Logger:     cfg.logger,
+		Notices:    g.io.Err,
+		Faults:     o.params.Faults,
+	})
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	if !o.seedSet {
+		fmt.Fprintf(g.io.Err, "durlab: %s with seed %d (replay with --seed %d)\n", o.exp.Name, o.params.Seed, o.params.Seed)
+	}
+	start := time.Now()
+	rep, err := o.exp.Run(ctx, lab, o.params)
+	if err != nil {
+		return err
+	}
+	rep.Expected = o.exp.Expected(o.params)
+	if err := printReport(g.io, cfg.json, rep, time.Since(start)); err != nil {
+		return err
+	}
+	if !rep.AsExpected {
+		return errNotAsExpected
+	}
+	return nil
+}
+
+func printReport(io IOStreams, asJSON bool, rep workflows.Report, elapsed time.Duration) error {
+	if asJSON {
+		enc := json.NewEncoder(io.Out)
+		return enc.Encode(rep)
+	}
+	w := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
+	verdict := "as expected"
+	if !rep.AsExpected {
+		verdict = "NOT as expected"
+	}
+	how := "started"
+	if rep.Attached {
+		how = "resumed"
+	}
+	fmt.Fprintf(w, "experiment\t%s (seed %d, %s)\n", rep.Experiment, rep.Seed, elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "workflow\t%s %s (%s, %d recover%s)\n", rep.WorkflowID, rep.Status, how, rep.Recoveries, plural(rep.Recoveries, "y", "ies"))
+	fmt.Fprintf(w, "result\t%d: %s\n", rep.Result, verdict)
+	fmt.Fprintf(w, "expected\t%s\n", rep.Expected)
+	fmt.Fprintf(w, "rows\t%d rows, %d unique users, %d duplicates\n", rep.Rows, rep.UniqueUsers, rep.Duplicates)
+	fmt.Fprintf(w, "steps\t%d attempts, %d injected failures (%d crashes), %d UNIQUE violations\n",
+		rep.StepAttempts, rep.InjectedFailures, rep.Crashes, rep.UniqueViolations)
+	if rep.Error != "" {
+		fmt.Fprintf(w, "error\t%s\n", oneLine(redactAll(rep.Error)))
+	}
+	fmt.Fprintf(w, "lesson\t%s\n", rep.Lesson)
+	return w.Flush()
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

@@ -1,0 +1,156 @@
+package cmd
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/durlab/durlab/store"
+)
+
+// globalOptions are the flags every command shares: where the data lives and
+// how to print.
+type globalOptions struct {
+	io         IOStreams
+	dataDir    string
+	systemDB   string
+	store      string
+	output     string
+	logLevel   string
+	executorID string
+}
+
+func (g *globalOptions) addFlags(root *cobra.Command) {
+	f := root.PersistentFlags()
+	f.StringVar(&g.dataDir, "data-dir", "", "folder for the embedded databases (env DURLAB_DATA_DIR, default ./.durlab)")
+	f.StringVar(&g.systemDB, "system-db", "", "DBOS system database URL, sqlite:PATH or postgres://... (env DBOS_SYSTEM_DATABASE_URL or DBOS_DATABASE_URL; default sqlite:DATA-DIR/dbos.sqlite)")
+	f.StringVar(&g.store, "store", "", "users store: a SQLite path or a postgres:// URL (env DURLAB_STORE; default DATA-DIR/users.db)")
+	f.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	f.StringVar(&g.logLevel, "log-level", "error", "DBOS log level on stderr: debug, info, warn or error")
+	f.StringVar(&g.executorID, "executor-id", "", "DBOS executor ID (env DURLAB_EXECUTOR_ID; default durlab-EXPERIMENT); a restarted process must reuse its ID to recover its workflows")
+}
+
+// resolved is the configuration after flags, environment and defaults.
+type resolved struct {
+	dataDir  string
+	systemDB string
+	store    string
+	json     bool
+	logger   *slog.Logger
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// resolve validates the shared flags and prepares the data folder, which is
+// created 0700 only when an embedded database needs it.
+func (g *globalOptions) resolve() (resolved, error) {
+	var r resolved
+	switch g.output {
+	case "text":
+	case "json":
+		r.json = true
+	default:
+		return r, usagef("unknown --output %q: use text or json", g.output)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return r, usagef("unknown --log-level %q: use debug, info, warn or error", g.logLevel)
+	}
+	r.logger = slog.New(slog.NewTextHandler(g.io.Err, &slog.HandlerOptions{Level: level, ReplaceAttr: redactAttr}))
+	r.dataDir = firstNonEmpty(g.dataDir, os.Getenv("DURLAB_DATA_DIR"), ".durlab")
+	r.systemDB = firstNonEmpty(g.systemDB, os.Getenv("DBOS_SYSTEM_DATABASE_URL"), os.Getenv("DBOS_DATABASE_URL"))
+	r.store = firstNonEmpty(g.store, os.Getenv("DURLAB_STORE"))
+	if err := checkDatabaseURL("--system-db", r.systemDB); err != nil {
+		return r, err
+	}
+	if err := checkDatabaseURL("--store", r.store); err != nil {
+		return r, err
+	}
+	if r.systemDB == "" || r.store == "" {
+		if err := ensureDataDir(r.dataDir); err != nil {
+			return r, err
+		}
+	}
+	if r.systemDB == "" {
+		path := filepath.Join(r.dataDir, "dbos.sqlite")
+		if err := touch0600(path); err != nil {
+			return r, usagef("cannot create the system database %s: %v", path, err)
+		}
+		r.systemDB = "sqlite:" + path
+	}
+	if r.store == "" {
+		r.store = filepath.Join(r.dataDir, "users.db")
+	}
+	return r, nil
+}
+
+func (g *globalOptions) executor(defaultID string) string {
+	return firstNonEmpty(g.executorID, os.Getenv("DURLAB_EXECUTOR_ID"), defaultID)
+}
+
+// checkDatabaseURL rejects what is neither a Postgres URL, a sqlite: URL nor
+// a plain path, before any connection is tried.
+func checkDatabaseURL(flag, v string) error {
+	if v == "" || store.IsPostgres(v) || strings.HasPrefix(v, "sqlite:") {
+		return nil
+	}
+	if i := strings.Index(v, "://"); i >= 0 {
+		return usagef("%s: unsupported database URL %s: use postgres://, postgresql:// or sqlite:", flag, redactAll(v))
+	}
+	if flag == "--system-db" {
+		return usagef("--system-db: %q is not a database URL: use sqlite:PATH or postgres://...", v)
+	}
+	return nil
+}
+
+func ensureDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return usagef("cannot create data folder %s: %v", dir, err)
+	}
+	probe, err := os.CreateTemp(dir, ".write-probe-*")
+	if err != nil {
+		return usagef("data folder %s is not writable: %v", dir, unwrapPathError(err))
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return nil
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// touch0600 creates path with mode 0600 if it is missing: SQLite would
+// create it world-readable.
+func touch0600(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func redactAttr(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindString {
+		return slog.String(a.Key, redactAll(a.Value.String()))
+	}
+	if a.Value.Kind() == slog.KindAny {
+		if err, ok := a.Value.Any().(error); ok {
+			return slog.String(a.Key, redactAll(err.Error()))
+		}
+	}
+	return a
+}

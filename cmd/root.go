@@ -1,0 +1,76 @@
+// Package cmd is durlab's command line: flag parsing, output and exit codes.
+// It holds no SQL and no workflow logic; those live in store and workflows.
+//
+// Errors become exit codes in exactly one place, exitCode. Nothing below
+// Main calls os.Exit, so deferred DBOS shutdowns always run.
+package cmd
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// IOStreams are the process's standard streams, injected so tests run
+// commands with buffers.
+type IOStreams struct {
+	In       io.Reader
+	Out, Err io.Writer
+	// IsTerminal tells whether Err is a terminal (progress bars go there).
+	IsTerminal bool
+}
+
+// Main runs durlab with the process's arguments and returns its exit code.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, os.Args[1:], IOStreams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, IsTerminal: isTerminal(os.Stderr)})
+}
+
+// Run runs durlab with args and returns the exit code.
+func Run(ctx context.Context, args []string, io IOStreams) int {
+	root := newRootCmd(io)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	return exitCode(err, io.Err)
+}
+
+func newRootCmd(streams IOStreams) *cobra.Command {
+	g := &globalOptions{io: streams}
+	root := &cobra.Command{
+		Use:   "durlab",
+		Short: "A laboratory for durable execution on DBOS Transact",
+		Long: `durlab runs experiments on DBOS Transact for Go: it writes fake users through
+workflows and steps, injects failures on purpose (a step that fails after its
+write, a process that dies mid-workflow), and reports what was replayed, what
+was duplicated and what survived.`,
+		Version:       version(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetOut(streams.Out)
+	root.SetErr(streams.Err)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	g.addFlags(root)
+	for _, c := range experimentCommands(g) {
+		root.AddCommand(c)
+	}
+	return root
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

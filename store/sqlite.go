@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/durlab/durlab/fake"
+)
+
+type sqliteStore struct {
+	db *sql.DB
+}
+
+// openSQLite opens (creating, mode 0600) the file at path. WAL and a busy
+// timeout let several processes share the file. The store uses a single
+// connection with immediate transactions: DBOS's RunAsTransaction does not
+// recognise mattn's SQLITE_BUSY, so writers must queue on the file lock
+// instead of failing on a lock upgrade.
+func openSQLite(ctx context.Context, path string) (Store, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: empty SQLite path", ErrUnavailable)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	f.Close()
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_txlock", "immediate")
+	q.Set("_synchronous", "NORMAL")
+	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(0)
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS durlab_stats (
+		workflow_id TEXT PRIMARY KEY,
+		step_attempts INTEGER NOT NULL DEFAULT 0,
+		injected_failures INTEGER NOT NULL DEFAULT 0,
+		unique_violations INTEGER NOT NULL DEFAULT 0,
+		crashes INTEGER NOT NULL DEFAULT 0)`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
+	}
+	return &sqliteStore{db: db}, nil
+}
+
+func sqliteTable(v Variant) string {
+	key := "id, workflow_id, analyzed_at"
+	if v == Ledger {
+		key += ", created_at"
+	}
+	return `CREATE TABLE users (
+		id TEXT NOT NULL,
+		external_id TEXT NOT NULL,
+		name TEXT NOT NULL,
+		workflow_id TEXT NOT NULL,
+		analyzed_at TEXT NOT NULL,
+		created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+		PRIMARY KEY (` + key + `))`
+}
+
+// variant reads the existing table's shape: exists is false when there is no
+// users table.
+func (s *sqliteStore) variant(ctx context.Context) (v Variant, exists bool, err error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, pk FROM pragma_table_info('users')`)
+	if err != nil {
+		return 0, false, err
+	}
+	defer rows.Close()
+	var names []string
+	createdAtInKey := false
+	for rows.Next() {
+		var name string
+		var pk int
+		if err := rows.Scan(&name, &pk); err != nil {
+			return 0, false, err
+		}
+		names = append(names, name)
+		if name == "created_at" && pk > 0 {
+			createdAtInKey = true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, false, err
+	}
+	if len(names) == 0 {
+		return 0, false, nil
+	}
+	if err := checkColumns(names); err != nil {
+		return 0, true, err
+	}
+	if createdAtInKey {
+		return Ledger, true, nil
+	}
+	return Strict, true, nil
+}
+
+func (s *sqliteStore) Prepare(ctx context.Context, v Variant, reset bool) error {
+	have, exists, err := s.variant(ctx)
+	if err != nil {
+		return err
+	}
+	if exists && !reset {
+		if have != v {
+			return fmt.Errorf("users table is %s, this experiment needs %s: %w", have, v, ErrForeignSchema)
+		}
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DROP TABLE IF EXISTS users`); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, sqliteTable(v)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func (s *sqliteStore) InsertStatements(users []fake.User, workflowID string, analyzedAt time.Time) []Statement {
+	return insertStatements(users, workflowID, analyzedAt.UTC().Format(time.RFC3339Nano),
+		func(int) string { return "?" })
+}
+
+func (s *sqliteStore) InsertPage(ctx context.Context, users []fake.User, workflowID string, analyzedAt time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, st := range s.InsertStatements(users, workflowID, analyzedAt) {
+		if _, err := tx.ExecContext(ctx, st.SQL, st.Args...); err != nil {
+			return classifySQLite(err)
+		}
+	}
+	return classifySQLite(tx.Commit())
+}
+
+// classifySQLite wraps a primary-key conflict in ErrDuplicateUser, keeping
+// SQLite's own message.
+func classifySQLite(err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey || se.ExtendedCode == sqlite3.ErrConstraintUnique) {
+		return duplicateError{err}
+	}
+	return err
+}
+
+func (s *sqliteStore) Counts(ctx context.Context, workflowID string) (Counts, error) {
+	var c Counts
+	err := s.db.QueryRowContext(ctx,
+		`SELECT COUNT(*), COUNT(DISTINCT id) FROM users WHERE workflow_id = ?`, workflowID).
+		Scan(&c.Rows, &c.UniqueUsers)
+	if err != nil {
+		return c, err
+	}
+	err = s.db.QueryRowContext(ctx, fmt.Sprintf(latestCountSQL, "?"), workflowID).Scan(&c.Latest)
+	return c, err
+}
+
+func (s *sqliteStore) AddStats(ctx context.Context, workflowID string, d Stats) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO durlab_stats
+		(workflow_id, step_attempts, injected_failures, unique_violations, crashes) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (workflow_id) DO UPDATE SET
+		step_attempts = step_attempts + excluded.step_attempts,
+		injected_failures = injected_failures + excluded.injected_failures,
+		unique_violations = unique_violations + excluded.unique_violations,
+		crashes = crashes + excluded.crashes`,
+		workflowID, d.StepAttempts, d.InjectedFailures, d.UniqueViolations, d.Crashes)
+	return err
+}
+
+func (s *sqliteStore) Stats(ctx context.Context, workflowID string) (Stats, error) {
+	var st Stats
+	err := s.db.QueryRowContext(ctx, `SELECT step_attempts, injected_failures, unique_violations, crashes
+		FROM durlab_stats WHERE workflow_id = ?`, workflowID).
+		Scan(&st.StepAttempts, &st.InjectedFailures, &st.UniqueViolations, &st.Crashes)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Stats{}, nil
+	}
+	return st, err
+}
+
+func (s *sqliteStore) Engine() any  { return s.db }
+func (s *sqliteStore) Close() error { return s.db.Close() }

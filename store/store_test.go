@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/durlab/durlab/fake"
+)
+
+// openers lists every backend the contract tests run against; postgres_test.go
+// adds Postgres when a server is reachable.
+var openers = map[string]func(t *testing.T) Store{
+	"sqlite": func(t *testing.T) Store {
+		s, err := Open(context.Background(), filepath.Join(t.TempDir(), "users.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	},
+}
+
+func forEachBackend(t *testing.T, test func(t *testing.T, s Store)) {
+	for name, open := range openers {
+		t.Run(name, func(t *testing.T) { test(t, open(t)) })
+	}
+}
+
+func TestStrictRejectsSameUserTwiceInOneExecution(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		if err := s.Prepare(ctx, Strict, true); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now()
+		page := fake.Page(0, 10)
+		if err := s.InsertPage(ctx, page, "wf", at); err != nil {
+			t.Fatal(err)
+		}
+		err := s.InsertPage(ctx, page, "wf", at)
+		if !errors.Is(err, ErrDuplicateUser) {
+			t.Fatalf("second insert: got %v, want ErrDuplicateUser", err)
+		}
+		// The failed page left nothing behind: one transaction per page.
+		mixed := append(fake.Page(1, 5), page[0])
+		if err := s.InsertPage(ctx, mixed, "wf", at); !errors.Is(err, ErrDuplicateUser) {
+			t.Fatalf("mixed page: got %v", err)
+		}
+		c, err := s.Counts(ctx, "wf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c != (Counts{Rows: 10, UniqueUsers: 10, Latest: 10}) {
+			t.Fatalf("counts = %+v, want 10 of each", c)
+		}
+		// A new execution (another analyzed_at) may write the same users again.
+		if err := s.InsertPage(ctx, page, "wf", at.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if c, _ := s.Counts(ctx, "wf"); c.Rows != 20 || c.UniqueUsers != 10 {
+			t.Fatalf("after a second execution: %+v", c)
+		}
+	})
+}
+
+func TestLedgerKeepsDuplicatesAndWindowCountsThemOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		if err := s.Prepare(ctx, Ledger, true); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now()
+		for i := range 3 {
+			if err := s.InsertPage(ctx, fake.Page(0, 10), "wf", at); err != nil {
+				t.Fatalf("insert %d: %v", i, err)
+			}
+			time.Sleep(2 * time.Millisecond) // created_at is part of the key, at millisecond precision
+		}
+		if err := s.InsertPage(ctx, fake.Page(1, 10), "other", at); err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.Counts(ctx, "wf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c != (Counts{Rows: 30, UniqueUsers: 10, Latest: 10}) {
+			t.Fatalf("counts = %+v, want rows 30, unique 10, latest 10", c)
+		}
+	})
+}
+
+func TestPrepareKeepsOrRecreatesOnlyDurlabTables(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		if err := s.Prepare(ctx, Strict, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.InsertPage(ctx, fake.Page(0, 3), "wf", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Prepare(ctx, Strict, false); err != nil {
+			t.Fatal(err)
+		}
+		if c, _ := s.Counts(ctx, "wf"); c.Rows != 3 {
+			t.Fatalf("Prepare without reset lost rows: %+v", c)
+		}
+		if err := s.Prepare(ctx, Ledger, false); !errors.Is(err, ErrForeignSchema) {
+			t.Fatalf("other variant without reset: got %v", err)
+		}
+		if err := s.Prepare(ctx, Ledger, true); err != nil {
+			t.Fatal(err)
+		}
+		if c, _ := s.Counts(ctx, "wf"); c.Rows != 0 {
+			t.Fatalf("reset kept rows: %+v", c)
+		}
+	})
+}
+
+func TestStatsAccumulate(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		if st, err := s.Stats(ctx, "wf"); err != nil || st != (Stats{}) {
+			t.Fatalf("empty stats = %+v, %v", st, err)
+		}
+		for range 2 {
+			if err := s.AddStats(ctx, "wf", Stats{StepAttempts: 3, InjectedFailures: 1, Crashes: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st, _ := s.Stats(ctx, "wf"); st != (Stats{StepAttempts: 6, InjectedFailures: 2, Crashes: 2}) {
+			t.Fatalf("stats = %+v", st)
+		}
+	})
+}
+
+func TestForeignTableIsRefusedAndUntouched(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users.db")
+	ctx := context.Background()
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	db := s.Engine().(*sql.DB)
+	if _, err := db.Exec(`CREATE TABLE users (email TEXT PRIMARY KEY); INSERT INTO users VALUES ('a@b.c')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, reset := range []bool{false, true} {
+		if err := s.Prepare(ctx, Strict, reset); !errors.Is(err, ErrForeignSchema) {
+			t.Fatalf("reset=%v: got %v, want ErrForeignSchema", reset, err)
+		}
+	}
+	var email string
+	if err := db.QueryRow(`SELECT email FROM users`).Scan(&email); err != nil || email != "a@b.c" {
+		t.Fatalf("foreign table changed: %q, %v", email, err)
+	}
+}

@@ -1,0 +1,251 @@
+// Package workflows holds durlab's experiments: their workflows and steps,
+// the faults they inject, and the one DBOS runtime every command shares.
+//
+// Design decisions the next person needs:
+//
+//   - Fault knobs (probabilities, attempts) belong to the process, not to the
+//     workflow input: a recovered workflow obeys the knobs of the process that
+//     recovers it, so a rerun with --crash-prob 0 finishes what a crashing run
+//     left behind. The seed and the sizes are workflow input.
+//   - A fault decision hashes the seed, the workflow ID, the execution number
+//     (DBOS's attempts counter for that workflow), the site and the step
+//     attempt. It is replayable, and a seeded crash does not repeat forever
+//     after a restart because the execution number changes.
+//   - The execution number is read with the Lab's own DBOS context, outside
+//     the workflow: read from inside, DBOS would checkpoint it as a step and
+//     replay the first execution's value forever.
+//   - A crash is SIGKILL sent to our own process: DBOS recovers panics, so a
+//     panic would be an ERROR, not a crash.
+//   - Counters (step attempts, injected failures) are kept in memory and
+//     added to the store's durlab_stats table when a workflow ends and just
+//     before an injected crash, so the final report counts what every
+//     process did. An execution killed from outside loses its unflushed
+//     counters; recoveries are read from DBOS, so they are never lost.
+//   - The application version is pinned (AppVersion), not DBOS's hash of the
+//     executable: a rebuilt binary must recover what its predecessor left.
+//     Bump it when a workflow's sequence of steps changes.
+//   - Each experiment runs under its own executor ID by default, so
+//     launching one experiment never recovers another's pending workflow.
+package workflows
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	_ "github.com/dbos-inc/dbos-transact-golang/dbos/driver/sqlite" // SQLite system database
+
+	"github.com/durlab/durlab/store"
+)
+
+const (
+	// AppName is the DBOS application name of every durlab process.
+	AppName = "durlab"
+	// AppVersion is the DBOS application version; see the package comment.
+	AppVersion = "durlab-1"
+	// pollInterval replaces DBOS's 1 s handle polling, which would add a
+	// second to every recovered child workflow.
+	pollInterval = 20 * time.Millisecond
+)
+
+// ErrInterrupted: the run was stopped by a signal; its workflow stays
+// PENDING and the next run resumes it.
+var ErrInterrupted = errors.New("interrupted; the workflow stays PENDING and the next run resumes it")
+
+// Faults are the fault knobs of this process.
+type Faults struct {
+	FailProb            float64 // a step fails after its write (retry-bad, dedup, exactly-once insert)
+	GenFailProb         float64 // the generate step fails (dedup, exactly-once)
+	CrashProb           float64 // the process dies at a crash point
+	CommitCrashProb     float64 // the process dies right after an insert commits (dedup, exactly-once)
+	CrashAfterBatch     int     // batch crash points start after this batch
+	Attempts            int     // attempts allowed to a retried step
+	MaxRecoveryAttempts int     // recoveries allowed to a workflow
+}
+
+// Config opens a Lab.
+type Config struct {
+	SystemDB   string // DBOS system database URL (sqlite:... or postgres://...)
+	Store      string // users store DSN
+	ExecutorID string
+	Logger     *slog.Logger // DBOS's logger
+	Notices    io.Writer    // one-line notices for the user (stderr)
+	Faults     Faults
+	Queue      string // queue whose workflows this process serves ("" for none)
+	// WorkerConcurrency bounds the queued workflows this process runs at once.
+	WorkerConcurrency int
+}
+
+// Lab is a launched DBOS runtime with the store and the workflows of every
+// experiment registered.
+type Lab struct {
+	dbos    dbos.Context
+	store   store.Store
+	faults  Faults
+	notices io.Writer
+	queue   dbos.Queue
+
+	// leftPending are the workflows this executor had left PENDING or
+	// ENQUEUED before Launch recovered (or dead-lettered) them, by name.
+	leftPending map[string][]string
+
+	mu       sync.Mutex
+	counters map[string]*store.Stats // by root workflow ID
+	// analyzedAt is taken once per process, as in the seed's ex1 to ex4.
+	analyzedAt time.Time
+}
+
+// Open opens the store and the system database, registers every workflow
+// and launches DBOS, which recovers this executor's pending workflows.
+func Open(ctx context.Context, cfg Config) (*Lab, error) {
+	st, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	dctx, err := dbos.NewContext(ctx, dbos.Config{
+		AppName:            AppName,
+		DatabaseURL:        cfg.SystemDB,
+		ApplicationVersion: AppVersion,
+		ExecutorID:         cfg.ExecutorID,
+		Logger:             cfg.Logger,
+	})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("%w: %v", ErrSystemDB, err)
+	}
+	notices := cfg.Notices
+	if notices == nil {
+		notices = io.Discard
+	}
+	l := &Lab{dbos: dctx, store: st, faults: cfg.Faults, notices: notices,
+		counters: map[string]*store.Stats{}, analyzedAt: time.Now().UTC()}
+	l.register(cfg)
+	before, err := l.pendingOf(ctx, cfg.ExecutorID)
+	if err != nil {
+		l.shutdown()
+		return nil, fmt.Errorf("%w: %v", ErrSystemDB, err)
+	}
+	if err := dbos.Launch(dctx); err != nil {
+		l.shutdown()
+		return nil, fmt.Errorf("%w: launch: %v", ErrSystemDB, err)
+	}
+	l.leftPending = before
+	return l, nil
+}
+
+// ErrSystemDB: the DBOS system database could not be opened.
+var ErrSystemDB = errors.New("system database unavailable")
+
+// Close shuts DBOS down, leaving in-flight workflows PENDING for the next
+// Launch, and closes the store.
+func (l *Lab) Close() error {
+	return l.shutdown()
+}
+
+func (l *Lab) shutdown() error {
+	err := dbos.Shutdown(l.dbos, 10*time.Second)
+	return errors.Join(err, l.store.Close())
+}
+
+// Store is the lab's users store.
+func (l *Lab) Store() store.Store { return l.store }
+
+func (l *Lab) pendingOf(ctx context.Context, executorID string) (map[string][]string, error) {
+	wfs, err := dbos.ListWorkflows(l.dbos,
+		dbos.WithFilterStatus(dbos.WorkflowStatusPending, dbos.WorkflowStatusEnqueued),
+		dbos.WithFilterExecutorIDs(executorID), dbos.WithFilterSortDesc())
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string][]string{}
+	for _, w := range wfs {
+		byName[w.Name] = append(byName[w.Name], w.ID)
+	}
+	return byName, nil
+}
+
+// status reads a workflow's status with the Lab's own context: never from
+// inside a workflow, where DBOS would checkpoint the read.
+func (l *Lab) status(_ context.Context, id string) (dbos.WorkflowStatus, error) {
+	wfs, err := dbos.ListWorkflows(l.dbos, dbos.WithFilterWorkflowIDs(id))
+	if err != nil {
+		return dbos.WorkflowStatus{}, err
+	}
+	if len(wfs) == 0 {
+		return dbos.WorkflowStatus{}, fmt.Errorf("workflow %s not found", id)
+	}
+	return wfs[0], nil
+}
+
+// execution is the number of the current execution of workflow id: 1 for
+// the first run, then one more per recovery.
+func (l *Lab) execution(ctx context.Context, id string) int {
+	st, err := l.status(ctx, id)
+	if err != nil {
+		return 0
+	}
+	return st.Attempts
+}
+
+// chance is a uniform number in [0,1) fixed by the seed and the decision's
+// coordinates.
+func chance(seed int64, coords ...any) float64 {
+	h := sha256.New()
+	fmt.Fprint(h, seed)
+	for _, c := range coords {
+		fmt.Fprintf(h, "|%v", c)
+	}
+	return float64(binary.BigEndian.Uint64(h.Sum(nil))>>11) / (1 << 53)
+}
+
+// counter returns the in-memory counters of root, under l.mu.
+func (l *Lab) count(root string, f func(s *store.Stats)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.counters[root]
+	if s == nil {
+		s = &store.Stats{}
+		l.counters[root] = s
+	}
+	f(s)
+}
+
+// flush adds root's counters to the store and zeroes them.
+func (l *Lab) flush(ctx context.Context, root string) error {
+	l.mu.Lock()
+	s := l.counters[root]
+	delete(l.counters, root)
+	l.mu.Unlock()
+	if s == nil || *s == (store.Stats{}) {
+		return nil
+	}
+	return l.store.AddStats(context.WithoutCancel(ctx), root, *s)
+}
+
+// crash records the crash, then kills this process with SIGKILL, like the
+// OOM killer: no deferred function, no DBOS shutdown.
+func (l *Lab) crash(ctx context.Context, root, where string) {
+	l.count(root, func(s *store.Stats) { s.Crashes++; s.InjectedFailures++ })
+	if err := l.flush(ctx, root); err != nil {
+		fmt.Fprintf(l.notices, "durlab: could not record the crash: %v\n", err)
+	}
+	fmt.Fprintf(l.notices, "durlab: injected crash %s: SIGKILL to pid %d (workflow %s)\n", where, os.Getpid(), root)
+	syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {}
+}
+
+// maybeCrash crashes with probability p, decided by seed and coordinates.
+func (l *Lab) maybeCrash(ctx context.Context, seed int64, p float64, root, wfID string, execution int, where string) {
+	if p > 0 && chance(seed, wfID, execution, where) < p {
+		l.crash(ctx, root, where)
+	}
+}

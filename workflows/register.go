@@ -1,0 +1,23 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+)
+
+// defaultWait is the seed's pause before deciding about a pending workflow.
+const defaultWait = 5 * time.Second
+
+// register registers every experiment's workflows, so that Launch can
+// recover any of them.
+func (l *Lab) register(cfg Config) {
+	recoveries := dbos.WithMaxRecoveryAttempts(max(cfg.Faults.MaxRecoveryAttempts, 0))
+	if cfg.Faults.MaxRecoveryAttempts <= 0 {
+		recoveries = dbos.WithMaxRecoveryAttempts(100)
+	}
+	dbos.RegisterWorkflow(l.dbos, l.basicWorkflow, dbos.WithWorkflowName(basicWorkflowName))
+	dbos.RegisterWorkflow(l.dbos, l.retryBadWorkflow, dbos.WithWorkflowName(retryBadWorkflowName))
+	dbos.RegisterWorkflow(l.dbos, l.recoverWorkflow, dbos.WithWorkflowName(recoverWorkflowName), recoveries)
+	dbos.RegisterWorkflow(l.dbos, l.splitStepsWorkflow, dbos.WithWorkflowName(splitStepsWorkflowName), recoveries)
+}
