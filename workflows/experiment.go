@@ -79,7 +79,8 @@ func (e Experiment) Run(ctx context.Context, l *Lab, p Params) (Report, error) {
 
 // Experiments lists the experiments in the order of the seed.
 func Experiments() []Experiment {
-	return []Experiment{basicExperiment, retryBadExperiment, recoverExperiment, splitStepsExperiment}
+	return []Experiment{basicExperiment, retryBadExperiment, recoverExperiment, splitStepsExperiment,
+		profileExperiment, dedupExperiment, exactlyOnceExperiment}
 }
 
 // Lookup finds an experiment by name.
@@ -217,7 +218,7 @@ func finish[R any](ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandl
 	if st.Status == dbos.WorkflowStatusMaxRecoveryAttemptsExceeded {
 		rep.Recoveries-- // the last dispatch was refused, not run
 	}
-	if in, ok := inputOf(st); ok {
+	if in, ok := l.inputOf(ctx, rep.WorkflowID); ok {
 		rep.Seed = in.Seed
 	} else {
 		rep.Seed = p.Seed

@@ -30,6 +30,7 @@ package workflows
 
 import (
 	"context"
+	"database/sql"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -42,6 +43,7 @@ import (
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/dbos-inc/dbos-transact-golang/dbos/driver/sqlite" // SQLite system database
 
 	"github.com/durlab/durlab/store"
@@ -80,9 +82,8 @@ type Config struct {
 	Logger     *slog.Logger // DBOS's logger
 	Notices    io.Writer    // one-line notices for the user (stderr)
 	Faults     Faults
-	Queue      string // queue whose workflows this process serves ("" for none)
-	// WorkerConcurrency bounds the queued workflows this process runs at once.
-	WorkerConcurrency int
+	// Progress, if set, is told when a batch of a batch experiment is done.
+	Progress func(done, total int)
 }
 
 // Lab is a launched DBOS runtime with the store and the workflows of every
@@ -102,6 +103,12 @@ type Lab struct {
 	counters map[string]*store.Stats // by root workflow ID
 	// analyzedAt is taken once per process, as in the seed's ex1 to ex4.
 	analyzedAt time.Time
+
+	timings    Timings
+	progress   func(done, total int)
+	dataSource *dbos.DataSource
+	queuesMu   sync.Mutex
+	queues     map[string]dbos.Queue
 }
 
 // Open opens the store and the system database, registers every workflow
@@ -127,8 +134,15 @@ func Open(ctx context.Context, cfg Config) (*Lab, error) {
 		notices = io.Discard
 	}
 	l := &Lab{dbos: dctx, store: st, faults: cfg.Faults, notices: notices,
-		counters: map[string]*store.Stats{}, analyzedAt: time.Now().UTC()}
+		counters: map[string]*store.Stats{}, analyzedAt: time.Now().UTC(),
+		progress: cfg.Progress, queues: map[string]dbos.Queue{}}
 	l.register(cfg)
+	// The DataSource must exist before Launch, which may recover an
+	// exactly-once workflow that needs it.
+	if l.dataSource, err = newDataSource(dctx, st); err != nil {
+		l.shutdown()
+		return nil, fmt.Errorf("%w: transactional data source: %v", store.ErrUnavailable, err)
+	}
 	before, err := l.pendingOf(ctx, cfg.ExecutorID)
 	if err != nil {
 		l.shutdown()
@@ -140,6 +154,43 @@ func Open(ctx context.Context, cfg Config) (*Lab, error) {
 	}
 	l.leftPending = before
 	return l, nil
+}
+
+func newDataSource(ctx dbos.Context, st store.Store) (*dbos.DataSource, error) {
+	switch e := st.Engine().(type) {
+	case *sql.DB:
+		return dbos.NewDataSource(ctx, e)
+	case *pgxpool.Pool:
+		return dbos.NewDataSource(ctx, e)
+	}
+	return nil, fmt.Errorf("store engine %T cannot back a DBOS data source", st.Engine())
+}
+
+// Timings are where this process's workflow time went, for profile.
+func (l *Lab) Timings() *Timings { return &l.timings }
+
+// batchQueue returns the DBOS queue named name, registering it once.
+func (l *Lab) batchQueue(_ context.Context, name string) (dbos.Queue, error) {
+	l.queuesMu.Lock()
+	defer l.queuesMu.Unlock()
+	if q, ok := l.queues[name]; ok {
+		return q, nil
+	}
+	q, err := dbos.RegisterQueue(l.dbos, name)
+	if err != nil {
+		return nil, err
+	}
+	l.queues[name] = q
+	return q, nil
+}
+
+// inputOf reads the recorded input of workflow id.
+func (l *Lab) inputOf(_ context.Context, id string) (Input, bool) {
+	wfs, err := dbos.ListWorkflows(l.dbos, dbos.WithFilterWorkflowIDs(id), dbos.WithFilterLoadInput(true))
+	if err != nil || len(wfs) == 0 {
+		return Input{}, false
+	}
+	return inputOf(wfs[0])
 }
 
 // ErrSystemDB: the DBOS system database could not be opened.

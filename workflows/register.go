@@ -20,4 +20,10 @@ func (l *Lab) register(cfg Config) {
 	dbos.RegisterWorkflow(l.dbos, l.retryBadWorkflow, dbos.WithWorkflowName(retryBadWorkflowName))
 	dbos.RegisterWorkflow(l.dbos, l.recoverWorkflow, dbos.WithWorkflowName(recoverWorkflowName), recoveries)
 	dbos.RegisterWorkflow(l.dbos, l.splitStepsWorkflow, dbos.WithWorkflowName(splitStepsWorkflowName), recoveries)
+	dbos.RegisterWorkflow(l.dbos, l.profileWorkflow, dbos.WithWorkflowName(profileWorkflowName))
+	dbos.RegisterWorkflow(l.dbos, l.profileBatchWorkflow, dbos.WithWorkflowName(profileBatchWorkflowName))
+	dbos.RegisterWorkflow(l.dbos, l.dedupWorkflow, dbos.WithWorkflowName(dedupWorkflowName), recoveries)
+	dbos.RegisterWorkflow(l.dbos, l.dedupBatchWorkflow, dbos.WithWorkflowName(dedupBatchWorkflowName), recoveries)
+	dbos.RegisterWorkflow(l.dbos, l.exactlyOnceWorkflow, dbos.WithWorkflowName(exactlyOnceWorkflowName), recoveries)
+	dbos.RegisterWorkflow(l.dbos, l.exactlyOnceBatchWorkflow, dbos.WithWorkflowName(exactlyOnceBatchWorkflowName), recoveries)
 }

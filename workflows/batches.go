@@ -1,0 +1,149 @@
+package workflows
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+
+	"github.com/durlab/durlab/fake"
+	"github.com/durlab/durlab/store"
+)
+
+// The batch experiments (profile, dedup, exactly-once) share the seed's ex5
+// shape: a main workflow runs --batches child workflows, each of --pages
+// pages of --page-size users, pages numbered from 1 across batches. Every
+// row carries the main workflow's ID, so one workflow's counts cover all its
+// batches.
+
+// BatchInput is a batch child workflow's input.
+type BatchInput struct {
+	Input
+	Root  string `json:"root"`  // the main workflow's ID
+	Batch int    `json:"batch"` // 1-based
+}
+
+// pageNumber numbers pages from 1 across batches, as the seed does.
+func (in BatchInput) pageNumber(p int) int { return p + (in.Batch-1)*in.Pages }
+
+// pageOutput is the generate step's checkpointed output. Attempts is read
+// back by `durlab workflow steps`: DBOS itself does not record the attempts
+// of a step that succeeded.
+type pageOutput struct {
+	Page     int         `json:"page"`
+	Attempts int         `json:"attempts"`
+	Users    []fake.User `json:"users"`
+}
+
+// insertOutput is the insert step's checkpointed output.
+type insertOutput struct {
+	Rows     int `json:"rows"`
+	Attempts int `json:"attempts"`
+}
+
+// Timings accumulate where the time of a run went, for profile's breakdown.
+type Timings struct {
+	generate atomic.Int64 // ns in fake generation
+	store    atomic.Int64 // ns in store writes
+}
+
+// Generate is the time spent generating fake users.
+func (t *Timings) Generate() time.Duration { return time.Duration(t.generate.Load()) }
+
+// Store is the time spent writing to the store.
+func (t *Timings) Store() time.Duration { return time.Duration(t.store.Load()) }
+
+func (t *Timings) timeGenerate(page, size int) []fake.User {
+	start := time.Now()
+	users := fake.Page(page, size)
+	t.generate.Add(int64(time.Since(start)))
+	return users
+}
+
+func (t *Timings) timeStore(f func() error) error {
+	start := time.Now()
+	err := f()
+	t.store.Add(int64(time.Since(start)))
+	return err
+}
+
+// generateStep generates one page as a step. With failProb > 0 it fails
+// with that probability, and DBOS retries it (3 attempts, DBOS's default
+// intervals, as the Python original's retries_allowed step).
+func (l *Lab) generateStep(ctx dbos.Context, in BatchInput, wfID string, execution, page int, failProb float64) (pageOutput, error) {
+	attempt := 0
+	opts := []dbos.StepOption{dbos.WithStepName(fmt.Sprintf("generate_page_%d", page))}
+	if failProb > 0 {
+		opts = append(opts, dbos.WithStepMaxRetries(2))
+	}
+	return dbos.RunAsStep(ctx, func(context.Context) (pageOutput, error) {
+		attempt++
+		l.count(in.Root, func(s *store.Stats) { s.StepAttempts++ })
+		if failProb > 0 && chance(in.Seed, wfID, execution, "generate", page, attempt) < failProb {
+			l.count(in.Root, func(s *store.Stats) { s.InjectedFailures++ })
+			return pageOutput{}, fmt.Errorf("injected failure generating page %d (attempt %d)", page, attempt)
+		}
+		return pageOutput{Page: page, Attempts: attempt, Users: l.timings.timeGenerate(page, in.PageSize)}, nil
+	}, opts...)
+}
+
+// runBatches is the main workflow of the batch experiments: it runs the
+// batch children one after the other, or enqueues them all on in.Queue for
+// worker processes, and crashes after each batch past --crash-after with
+// probability crashProb. It returns the window-function count.
+func (l *Lab) runBatches(ctx dbos.Context, in Input, child dbos.Workflow[BatchInput, int64], crashProb float64) (int64, error) {
+	wfID, execution, err := l.workflowContext(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer l.flush(ctx, wfID)
+	var opts []dbos.WorkflowOption
+	if in.Queue != "" {
+		q, err := l.batchQueue(ctx, in.Queue)
+		if err != nil {
+			return 0, err
+		}
+		opts = append(opts, dbos.WithQueue(q))
+	}
+	handles := make([]dbos.WorkflowHandle[int64], 0, in.Batches)
+	for b := 1; b <= in.Batches; b++ {
+		h, err := dbos.RunWorkflow(ctx, child, BatchInput{Input: in, Root: wfID, Batch: b}, opts...)
+		if err != nil {
+			return 0, err
+		}
+		handles = append(handles, h)
+		if in.Queue == "" {
+			if err := l.awaitBatch(ctx, in, wfID, execution, b, h, crashProb); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if in.Queue != "" {
+		for i, h := range handles {
+			if err := l.awaitBatch(ctx, in, wfID, execution, i+1, h, crashProb); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return l.countStep(ctx, wfID, true)
+}
+
+func (l *Lab) awaitBatch(ctx dbos.Context, in Input, wfID string, execution, b int, h dbos.WorkflowHandle[int64], crashProb float64) error {
+	if _, err := h.GetResult(dbos.WithHandlePollingInterval(pollInterval)); err != nil {
+		return fmt.Errorf("batch %d: %w", b, err)
+	}
+	if l.progress != nil {
+		l.progress(b, in.Batches)
+	}
+	if b > l.faults.CrashAfterBatch {
+		l.maybeCrash(ctx, in.Seed, crashProb, wfID, wfID, execution, fmt.Sprintf("after batch %d", b))
+	}
+	return nil
+}
+
+// batchesExpected is the Expected text of the batch experiments.
+func batchesExpected(p Params) string {
+	return fmt.Sprintf("%d unique users (%d batches x %d pages x %d)", p.Input.Users(), p.Batches, p.Pages, p.PageSize)
+}

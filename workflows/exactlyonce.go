@@ -1,0 +1,103 @@
+package workflows
+
+// exactly-once: dedup's workload and faults, but the insert runs in
+// dbos.RunAsTransaction on a DataSource over the store, so the rows and the
+// step's completion record commit in one transaction. A failure after the
+// write rolls the write back; a crash after the commit finds the step
+// checkpointed. Rows equal users, with no duplicates, under any schedule.
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+
+	"github.com/durlab/durlab/fake"
+	"github.com/durlab/durlab/store"
+)
+
+const (
+	exactlyOnceWorkflowName      = "exactly-once.users_workflow"
+	exactlyOnceBatchWorkflowName = "exactly-once.users_batch_workflow"
+)
+
+var exactlyOnceExperiment = Experiment{
+	Name:  "exactly-once",
+	Seed:  "none (dedup with transactional inserts)",
+	Short: "dedup's faults, but each insert commits with its checkpoint: no duplicates at all",
+	Long: `The same workload, faults and seeds as dedup, but the insert step runs in
+dbos.RunAsTransaction: the batch's rows and the step's checkpoint commit
+together. Compare the two with 'durlab compare'.`,
+	Knobs:    batchFaultKnobs,
+	Defaults: batchFaultDefaults,
+	Expected: func(p Params) string { return batchesExpected(p) + ", rows == unique users, 0 duplicates" },
+	run:      runExactlyOnce,
+}
+
+func (l *Lab) exactlyOnceWorkflow(ctx dbos.Context, in Input) (int64, error) {
+	return l.runBatches(ctx, in, l.exactlyOnceBatchWorkflow, l.faults.CrashProb)
+}
+
+func (l *Lab) exactlyOnceBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
+	wfID, execution, err := l.workflowContext(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer l.flush(ctx, in.Root)
+	analyzedAt := time.Now().UTC()
+	pages := make([][]fake.User, 0, in.Pages)
+	for p := 1; p <= in.Pages; p++ {
+		out, err := l.generateStep(ctx, in, wfID, execution, in.pageNumber(p), l.faults.GenFailProb)
+		if err != nil {
+			return 0, err
+		}
+		pages = append(pages, out.Users)
+	}
+	attempt := 0
+	out, err := dbos.RunAsTransaction(ctx, l.dataSource, func(tctx context.Context, tx dbos.Tx) (insertOutput, error) {
+		attempt++
+		l.count(in.Root, func(s *store.Stats) { s.StepAttempts++ })
+		rows := 0
+		err := l.timings.timeStore(func() error {
+			for _, users := range pages {
+				for _, st := range l.store.InsertStatements(users, in.Root, analyzedAt) {
+					if _, err := tx.Exec(tctx, st.SQL, st.Args...); err != nil {
+						return err
+					}
+				}
+				rows += len(users)
+			}
+			return nil
+		})
+		if err != nil {
+			return insertOutput{}, err
+		}
+		// Returning an error rolls the insert back with the transaction.
+		if l.failsAfterWrite(in, wfID, execution, attempt) {
+			return insertOutput{}, fmt.Errorf("injected failure after inserting batch %d (attempt %d)", in.Batch, attempt)
+		}
+		return insertOutput{Rows: rows, Attempts: attempt}, nil
+	}, l.insertStepOptions(in.Batch)...)
+	if err != nil {
+		return 0, err
+	}
+	// The same crash point as dedup's: the insert has committed, the
+	// workflow has not moved on. Here the checkpoint committed with it.
+	l.maybeCrash(ctx, in.Seed, l.faults.CommitCrashProb, in.Root, wfID, execution, fmt.Sprintf("after committing batch %d (attempt %d)", in.Batch, attempt))
+	return int64(out.Rows), nil
+}
+
+func runExactlyOnce(ctx context.Context, l *Lab, p Params) (Report, error) {
+	rep, err := runBatchExperiment(ctx, l, p, "exactly-once", exactlyOnceWorkflowName, l.exactlyOnceWorkflow)
+	if err != nil {
+		return rep, err
+	}
+	rep.AsExpected = rep.AsExpected && rep.Rows == rep.UniqueUsers
+	if rep.AsExpected {
+		rep.Lesson = fmt.Sprintf("every insert committed together with its checkpoint: %d rows for %d users, 0 duplicates, after %d injected failures and %d crashes", rep.Rows, rep.UniqueUsers, rep.InjectedFailures, rep.Crashes)
+	} else if rep.Duplicates > 0 {
+		rep.Lesson = fmt.Sprintf("%d duplicates: an insert and its checkpoint did not commit together", rep.Duplicates)
+	}
+	return rep, nil
+}

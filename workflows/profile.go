@@ -1,0 +1,91 @@
+package workflows
+
+// profile (ex5): the batch shape with no faults, to see where the time of
+// durable execution goes. Each batch generates its pages in steps and
+// inserts each page from the workflow body. RunPlain does the identical
+// work with no DBOS at all, so the price of durability is a ratio measured
+// on the same machine in the same run.
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+
+	"github.com/durlab/durlab/store"
+)
+
+const (
+	profileWorkflowName      = "profile.users_workflow"
+	profileBatchWorkflowName = "profile.users_batch_workflow"
+)
+
+var profileExperiment = Experiment{
+	Name:  "profile",
+	Seed:  "ex5",
+	Short: "Batch child workflows with no faults, profiled: where the time of durability goes",
+	Long: `A main workflow runs --batches child workflows of --pages pages of --page-size
+users. Nothing fails. The run is profiled, and the same work can be run with
+no DBOS at all to measure the price of durability.`,
+	Knobs:    []Knob{KnobBatches, KnobPages, KnobPageSize, KnobQueue},
+	Defaults: Params{Input: Input{Batches: 10, Pages: 10, PageSize: 10}},
+	Expected: batchesExpected,
+	run:      runProfile,
+}
+
+func (l *Lab) profileWorkflow(ctx dbos.Context, in Input) (int64, error) {
+	return l.runBatches(ctx, in, l.profileBatchWorkflow, 0)
+}
+
+func (l *Lab) profileBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
+	wfID, execution, err := l.workflowContext(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer l.flush(ctx, in.Root)
+	analyzedAt := time.Now().UTC()
+	var rows int64
+	for p := 1; p <= in.Pages; p++ {
+		out, err := l.generateStep(ctx, in, wfID, execution, in.pageNumber(p), 0)
+		if err != nil {
+			return 0, err
+		}
+		if err := l.timings.timeStore(func() error { return l.store.InsertPage(ctx, out.Users, in.Root, analyzedAt) }); err != nil {
+			return 0, err
+		}
+		rows += int64(len(out.Users))
+	}
+	return rows, nil
+}
+
+func runProfile(ctx context.Context, l *Lab, p Params) (Report, error) {
+	return runBatchExperiment(ctx, l, p, "profile", profileWorkflowName, l.profileWorkflow)
+}
+
+// RunPlain does profile's work with no durability: the same pages, the same
+// inserts, in the same order, with no workflow, step or checkpoint. It
+// returns the window-function count, under the given run ID.
+func RunPlain(ctx context.Context, st store.Store, in Input, runID string, t *Timings, progress func(done, total int)) (int64, error) {
+	if err := st.Prepare(ctx, store.Ledger, true); err != nil {
+		return 0, err
+	}
+	for b := 1; b <= in.Batches; b++ {
+		bin := BatchInput{Input: in, Root: runID, Batch: b}
+		analyzedAt := time.Now().UTC()
+		for p := 1; p <= in.Pages; p++ {
+			users := t.timeGenerate(bin.pageNumber(p), in.PageSize)
+			if err := t.timeStore(func() error { return st.InsertPage(ctx, users, runID, analyzedAt) }); err != nil {
+				return 0, fmt.Errorf("batch %d page %d: %w", b, p, err)
+			}
+		}
+		if progress != nil {
+			progress(b, in.Batches)
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, ErrInterrupted
+		}
+	}
+	c, err := st.Counts(ctx, runID)
+	return c.Latest, err
+}
