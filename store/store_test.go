@@ -12,7 +12,7 @@ import (
 )
 
 // openers lists every backend the contract tests run against; postgres_test.go
-// adds Postgres when a server is reachable.
+// adds Postgres, which skips loudly without a server (and fails under CI).
 var openers = map[string]func(t *testing.T) Store{
 	"sqlite": func(t *testing.T) Store {
 		s, err := Open(context.Background(), filepath.Join(t.TempDir(), "users.db"))

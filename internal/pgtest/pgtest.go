@@ -1,0 +1,101 @@
+// Package pgtest gives each test a throwaway Postgres database.
+//
+// Tests reach the server through an admin URL, DURLAB_TEST_POSTGRES, by
+// default postgres://postgres@127.0.0.1:5432/test?sslmode=disable. When no
+// server answers, a developer's run skips the Postgres tests with a loud
+// message, while a CI run (CI=true) fails them: a missing server must never
+// turn CI green by skipping.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DefaultAdminURL is used when DURLAB_TEST_POSTGRES is unset.
+const DefaultAdminURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+const connectTimeout = 10 * time.Second
+
+// AdminURL is the URL of the database the test databases are created from.
+func AdminURL() string {
+	if u := os.Getenv("DURLAB_TEST_POSTGRES"); u != "" {
+		return u
+	}
+	return DefaultAdminURL
+}
+
+// The probe runs once per test binary, so that a blackholed server costs one
+// timeout rather than one per test.
+var probe = sync.OnceValue(func() error {
+	conn, err := connect()
+	if err != nil {
+		return err
+	}
+	conn.Close(context.Background())
+	return nil
+})
+
+// Available tells whether the admin URL's server answers.
+func Available() bool { return probe() == nil }
+
+func connect() (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	return pgx.Connect(ctx, AdminURL())
+}
+
+// Database creates a fresh, uniquely named database, drops it when the test
+// ends, and returns its URL. With no server it skips the test, or fails it
+// under CI.
+func Database(t testing.TB) string {
+	t.Helper()
+	admin, err := url.Parse(AdminURL())
+	if err != nil {
+		t.Fatalf("DURLAB_TEST_POSTGRES is not a URL: %v", err)
+	}
+	if err := probe(); err != nil {
+		msg := fmt.Sprintf("no server at %s: %v; start it with pg_ctlcluster --skip-systemctl-redirect 15 main start",
+			admin.Redacted(), err)
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("POSTGRES TESTS FAILED (CI=true): %s", msg)
+		}
+		t.Skipf("POSTGRES TESTS SKIPPED: %s", msg)
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	name := "durlab_test_" + hex.EncodeToString(b[:])
+	conn, err := connect()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("pgtest: create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		conn, err := connect()
+		if err != nil {
+			t.Errorf("pgtest: drop database %s: %v", name, err)
+			return
+		}
+		defer conn.Close(context.Background())
+		// FORCE: a pool the test forgot to close must not keep the database.
+		if _, err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("pgtest: drop database %s: %v", name, err)
+		}
+	})
+	u := *admin
+	u.Path = "/" + name
+	u.RawPath = ""
+	return u.String()
+}

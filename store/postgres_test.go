@@ -1,0 +1,173 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/durlab/durlab/fake"
+	"github.com/durlab/durlab/internal/pgtest"
+)
+
+// Postgres joins the contract tests unconditionally: pgtest.Database skips
+// loudly without a server, or fails under CI.
+func init() {
+	openers["postgres"] = func(t *testing.T) Store {
+		s, err := Open(context.Background(), pgtest.Database(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+}
+
+func TestPostgresForeignTableIsRefusedAndUntouched(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, pgtest.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pool := s.Engine().(*pgxpool.Pool)
+	if _, err := pool.Exec(ctx, `CREATE TABLE users (email TEXT PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO users VALUES ('a@b.c')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []Variant{Strict, Ledger} {
+		for _, reset := range []bool{false, true} {
+			if err := s.Prepare(ctx, v, reset); !errors.Is(err, ErrForeignSchema) {
+				t.Fatalf("%s reset=%v: got %v, want ErrForeignSchema", v, reset, err)
+			}
+		}
+	}
+	var email string
+	if err := pool.QueryRow(ctx, `SELECT email FROM users`).Scan(&email); err != nil || email != "a@b.c" {
+		t.Fatalf("foreign table changed: %q, %v", email, err)
+	}
+}
+
+func TestPostgresForeignKeyIsRefused(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, pgtest.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// durlab's columns, someone else's key.
+	if _, err := s.Engine().(*pgxpool.Pool).Exec(ctx, `CREATE TABLE users (
+		id TEXT PRIMARY KEY, external_id TEXT, name TEXT, workflow_id TEXT,
+		analyzed_at TIMESTAMPTZ, created_at TIMESTAMPTZ)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Prepare(ctx, Strict, true); !errors.Is(err, ErrForeignSchema) {
+		t.Fatalf("got %v, want ErrForeignSchema", err)
+	}
+}
+
+func TestPostgresVariantIsDetected(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Database(t)
+	for _, v := range []Variant{Ledger, Strict} {
+		s, err := Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Prepare(ctx, v, true); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		// A fresh store, so nothing but the table tells it the variant.
+		s, err = Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Prepare(ctx, v, false); err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		other := Strict
+		if v == Strict {
+			other = Ledger
+		}
+		if err := s.Prepare(ctx, other, false); !errors.Is(err, ErrForeignSchema) {
+			t.Fatalf("%s table prepared as %s: got %v", v, other, err)
+		}
+		s.Close()
+	}
+}
+
+func TestPostgresUnreachableHidesPassword(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	const secret = "s3cr3t-Pa55w0rd"
+	for _, dsn := range []string{
+		fmt.Sprintf("postgres://durlab:%s@127.0.0.1:%d/durlab?sslmode=disable", secret, port),
+		fmt.Sprintf("postgresql://durlab@127.0.0.1:%d/durlab?sslmode=disable&password=%s", port, secret),
+		"postgres://durlab:" + secret + "@127.0.0.1:notaport/durlab",
+		"postgres://durlab:" + secret + "@127.0.0.1:5432/durlab?connect_timeout=soon",
+		"postgres://durlab:" + secret + "@[::1/durlab",
+		// pgx masks only the part before the first '@' here.
+		"postgres://durlab:p@" + secret + "%zz@127.0.0.1/durlab",
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s, err := Open(ctx, dsn)
+		cancel()
+		if err == nil {
+			s.Close()
+			t.Fatalf("%s: opened", strings.ReplaceAll(dsn, secret, "xxxxx"))
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("got %v, want ErrUnavailable", err)
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error shows the password: %v", err)
+		}
+		t.Log(err)
+	}
+}
+
+func TestPostgresConcurrentPrepare(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Database(t)
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			s, err := Open(ctx, dsn)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer s.Close()
+			errs[i] = s.Prepare(ctx, Ledger, false)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("process %d: %v", i, err)
+		}
+	}
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.InsertPage(ctx, fake.Page(0, 3), "wf", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
