@@ -25,6 +25,10 @@ type BatchInput struct {
 	Batch int    `json:"batch"` // 1-based
 }
 
+// role is the batch's place in the run, which fault decisions use in place
+// of its workflow ID so that a seed replays in a new workflow.
+func (in BatchInput) role() string { return fmt.Sprintf("batch-%d", in.Batch) }
+
 // pageNumber numbers pages from 1 across batches, as the seed does.
 func (in BatchInput) pageNumber(p int) int { return p + (in.Batch-1)*in.Pages }
 
@@ -72,7 +76,7 @@ func (t *Timings) timeStore(f func() error) error {
 // generateStep generates one page as a step. With failProb > 0 it fails
 // with that probability, and DBOS retries it (3 attempts, DBOS's default
 // intervals, as the Python original's retries_allowed step).
-func (l *Lab) generateStep(ctx dbos.Context, in BatchInput, wfID string, execution, page int, failProb float64) (pageOutput, error) {
+func (l *Lab) generateStep(ctx dbos.Context, in BatchInput, execution, page int, failProb float64) (pageOutput, error) {
 	attempt := 0
 	opts := []dbos.StepOption{dbos.WithStepName(fmt.Sprintf("generate_page_%d", page))}
 	if failProb > 0 {
@@ -81,7 +85,7 @@ func (l *Lab) generateStep(ctx dbos.Context, in BatchInput, wfID string, executi
 	return dbos.RunAsStep(ctx, func(context.Context) (pageOutput, error) {
 		attempt++
 		l.count(in.Root, func(s *store.Stats) { s.StepAttempts++ })
-		if failProb > 0 && chance(in.Seed, wfID, execution, "generate", page, attempt) < failProb {
+		if failProb > 0 && chance(in.Seed, in.role(), execution, "generate", page, attempt) < failProb {
 			l.count(in.Root, func(s *store.Stats) { s.InjectedFailures++ })
 			return pageOutput{}, fmt.Errorf("injected failure generating page %d (attempt %d)", page, attempt)
 		}
@@ -138,7 +142,7 @@ func (l *Lab) awaitBatch(ctx dbos.Context, in Input, wfID string, execution, b i
 		l.progress(b, in.Batches)
 	}
 	if b > l.faults.CrashAfterBatch {
-		l.maybeCrash(ctx, in.Seed, crashProb, wfID, wfID, execution, fmt.Sprintf("after batch %d", b))
+		l.maybeCrash(ctx, in.Seed, crashProb, wfID, mainRole, execution, fmt.Sprintf("after batch %d", b))
 	}
 	return nil
 }

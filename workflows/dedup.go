@@ -55,7 +55,7 @@ func (l *Lab) dedupWorkflow(ctx dbos.Context, in Input) (int64, error) {
 }
 
 func (l *Lab) dedupBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
-	wfID, execution, err := l.workflowContext(ctx)
+	_, execution, err := l.workflowContext(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -63,7 +63,7 @@ func (l *Lab) dedupBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error)
 	analyzedAt := time.Now().UTC() // once per execution of the batch, as in ex6
 	pages := make([][]fake.User, 0, in.Pages)
 	for p := 1; p <= in.Pages; p++ {
-		out, err := l.generateStep(ctx, in, wfID, execution, in.pageNumber(p), l.faults.GenFailProb)
+		out, err := l.generateStep(ctx, in, execution, in.pageNumber(p), l.faults.GenFailProb)
 		if err != nil {
 			return 0, err
 		}
@@ -82,8 +82,8 @@ func (l *Lab) dedupBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error)
 		}
 		// Committed, not yet checkpointed: a crash here makes the
 		// recovered execution insert the batch again.
-		l.maybeCrash(sctx, in.Seed, l.faults.CommitCrashProb, in.Root, wfID, execution, fmt.Sprintf("after committing batch %d (attempt %d)", in.Batch, attempt))
-		if l.failsAfterWrite(in, wfID, execution, attempt) {
+		l.maybeCrash(sctx, in.Seed, l.faults.CommitCrashProb, in.Root, in.role(), execution, fmt.Sprintf("after committing batch %d (attempt %d)", in.Batch, attempt))
+		if l.failsAfterWrite(in, execution, attempt) {
 			return insertOutput{}, fmt.Errorf("injected failure after inserting batch %d (attempt %d)", in.Batch, attempt)
 		}
 		return insertOutput{Rows: rows, Attempts: attempt}, nil
@@ -92,8 +92,8 @@ func (l *Lab) dedupBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error)
 }
 
 // failsAfterWrite decides, and counts, a failure injected after a write.
-func (l *Lab) failsAfterWrite(in BatchInput, wfID string, execution, attempt int) bool {
-	if l.faults.FailProb > 0 && chance(in.Seed, wfID, execution, "insert", in.Batch, attempt) < l.faults.FailProb {
+func (l *Lab) failsAfterWrite(in BatchInput, execution, attempt int) bool {
+	if l.faults.FailProb > 0 && chance(in.Seed, in.role(), execution, "insert", in.Batch, attempt) < l.faults.FailProb {
 		l.count(in.Root, func(s *store.Stats) { s.InjectedFailures++ })
 		return true
 	}

@@ -40,7 +40,7 @@ func (l *Lab) exactlyOnceWorkflow(ctx dbos.Context, in Input) (int64, error) {
 }
 
 func (l *Lab) exactlyOnceBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
-	wfID, execution, err := l.workflowContext(ctx)
+	_, execution, err := l.workflowContext(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -48,7 +48,7 @@ func (l *Lab) exactlyOnceBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, 
 	analyzedAt := time.Now().UTC()
 	pages := make([][]fake.User, 0, in.Pages)
 	for p := 1; p <= in.Pages; p++ {
-		out, err := l.generateStep(ctx, in, wfID, execution, in.pageNumber(p), l.faults.GenFailProb)
+		out, err := l.generateStep(ctx, in, execution, in.pageNumber(p), l.faults.GenFailProb)
 		if err != nil {
 			return 0, err
 		}
@@ -74,7 +74,7 @@ func (l *Lab) exactlyOnceBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, 
 			return insertOutput{}, err
 		}
 		// Returning an error rolls the insert back with the transaction.
-		if l.failsAfterWrite(in, wfID, execution, attempt) {
+		if l.failsAfterWrite(in, execution, attempt) {
 			return insertOutput{}, fmt.Errorf("injected failure after inserting batch %d (attempt %d)", in.Batch, attempt)
 		}
 		return insertOutput{Rows: rows, Attempts: attempt}, nil
@@ -84,7 +84,7 @@ func (l *Lab) exactlyOnceBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, 
 	}
 	// The same crash point as dedup's: the insert has committed, the
 	// workflow has not moved on. Here the checkpoint committed with it.
-	l.maybeCrash(ctx, in.Seed, l.faults.CommitCrashProb, in.Root, wfID, execution, fmt.Sprintf("after committing batch %d (attempt %d)", in.Batch, attempt))
+	l.maybeCrash(ctx, in.Seed, l.faults.CommitCrashProb, in.Root, in.role(), execution, fmt.Sprintf("after committing batch %d (attempt %d)", in.Batch, attempt))
 	return int64(out.Rows), nil
 }
 

@@ -7,10 +7,12 @@
 //     workflow input: a recovered workflow obeys the knobs of the process that
 //     recovers it, so a rerun with --crash-prob 0 finishes what a crashing run
 //     left behind. The seed and the sizes are workflow input.
-//   - A fault decision hashes the seed, the workflow ID, the execution number
-//     (DBOS's attempts counter for that workflow), the site and the step
-//     attempt. It is replayable, and a seeded crash does not repeat forever
-//     after a restart because the execution number changes.
+//   - A fault decision hashes the seed, the workflow's place in its run
+//     ("main", "batch-3": it stands for the workflow ID, so that the same
+//     seed replays the same schedule in a new workflow), the execution
+//     number (DBOS's attempts counter for that workflow), the site and the
+//     step attempt. A seeded crash does not repeat forever after a restart
+//     because the execution number changes.
 //   - The execution number is read with the Lab's own DBOS context, outside
 //     the workflow: read from inside, DBOS would checkpoint it as a step and
 //     replay the first execution's value forever.
@@ -294,9 +296,13 @@ func (l *Lab) crash(ctx context.Context, root, where string) {
 	select {}
 }
 
-// maybeCrash crashes with probability p, decided by seed and coordinates.
-func (l *Lab) maybeCrash(ctx context.Context, seed int64, p float64, root, wfID string, execution int, where string) {
-	if p > 0 && chance(seed, wfID, execution, where) < p {
+// mainRole names a run's main workflow in fault decisions.
+const mainRole = "main"
+
+// maybeCrash crashes with probability p, decided by the seed, the role of
+// the workflow in its run, its execution number and the crash point.
+func (l *Lab) maybeCrash(ctx context.Context, seed int64, p float64, root, role string, execution int, where string) {
+	if p > 0 && chance(seed, role, execution, where) < p {
 		l.crash(ctx, root, where)
 	}
 }

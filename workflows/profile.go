@@ -39,7 +39,7 @@ func (l *Lab) profileWorkflow(ctx dbos.Context, in Input) (int64, error) {
 }
 
 func (l *Lab) profileBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
-	wfID, execution, err := l.workflowContext(ctx)
+	_, execution, err := l.workflowContext(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -47,7 +47,7 @@ func (l *Lab) profileBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, erro
 	analyzedAt := time.Now().UTC()
 	var rows int64
 	for p := 1; p <= in.Pages; p++ {
-		out, err := l.generateStep(ctx, in, wfID, execution, in.pageNumber(p), 0)
+		out, err := l.generateStep(ctx, in, execution, in.pageNumber(p), 0)
 		if err != nil {
 			return 0, err
 		}

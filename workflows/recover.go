@@ -40,7 +40,7 @@ func (l *Lab) recoverWorkflow(ctx dbos.Context, in Input) (int64, error) {
 	defer l.flush(ctx, wfID)
 	for page := range in.Pages {
 		if page > 0 {
-			l.maybeCrash(ctx, in.Seed, l.faults.CrashProb, wfID, wfID, execution, fmt.Sprintf("before page %d", page))
+			l.maybeCrash(ctx, in.Seed, l.faults.CrashProb, wfID, mainRole, execution, fmt.Sprintf("before page %d", page))
 		}
 		if err := l.writePageStep(ctx, wfID, page, in.PageSize, l.analyzedAt, nil); err != nil {
 			return 0, err

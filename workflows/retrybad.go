@@ -43,7 +43,7 @@ func (l *Lab) retryBadWorkflow(ctx dbos.Context, in Input) (int64, error) {
 	attempts := max(l.faults.Attempts, 1)
 	for page := range in.Pages {
 		failAfterWrite := func(attempt int) bool {
-			return attempt < attempts && chance(in.Seed, wfID, execution, "page", page, attempt) < l.faults.FailProb
+			return attempt < attempts && chance(in.Seed, mainRole, execution, "page", page, attempt) < l.faults.FailProb
 		}
 		if err := l.writePageStep(ctx, wfID, page, in.PageSize, l.analyzedAt, failAfterWrite,
 			dbos.WithStepMaxRetries(attempts-1)); err != nil {

@@ -46,7 +46,7 @@ func (l *Lab) splitStepsWorkflow(ctx dbos.Context, in Input) (int64, error) {
 	analyzedAt := time.Now().UTC() // per execution, on purpose: see the file comment
 	for page := range in.Pages {
 		if page > 0 {
-			l.maybeCrash(ctx, in.Seed, l.faults.CrashProb, wfID, wfID, execution, fmt.Sprintf("before page %d", page))
+			l.maybeCrash(ctx, in.Seed, l.faults.CrashProb, wfID, mainRole, execution, fmt.Sprintf("before page %d", page))
 		}
 		users, err := dbos.RunAsStep(ctx, func(context.Context) ([]fake.User, error) {
 			l.count(wfID, func(s *store.Stats) { s.StepAttempts++ })
