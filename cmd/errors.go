@@ -48,7 +48,10 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	code := exitUnexpected
 	var ue usageError
+	var se signalError
 	switch {
+	case errors.As(err, &se):
+		code = 128 + int(se.sig)
 	case errors.As(err, &ue),
 		errors.Is(err, store.ErrForeignSchema),
 		errors.Is(err, store.ErrUnavailable),

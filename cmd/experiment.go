@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -154,7 +155,7 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	start := time.Now()
 	rep, err := o.exp.Run(ctx, lab, o.params)
 	if err != nil {
-		return err
+		return interruption(ctx, err)
 	}
 	rep.Expected = o.exp.Expected(o.params)
 	if err := printReport(g.io, cfg.json, rep, time.Since(start)); err != nil {
@@ -199,4 +200,13 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// interruption names the signal behind an interrupted run, for its exit code.
+func interruption(ctx context.Context, err error) error {
+	var se signalError
+	if errors.Is(err, workflows.ErrInterrupted) && errors.As(context.Cause(ctx), &se) {
+		return fmt.Errorf("%w: %w", se, err)
+	}
+	return err
 }

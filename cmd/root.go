@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 // IOStreams are the process's standard streams, injected so tests run
@@ -27,9 +28,31 @@ type IOStreams struct {
 
 // Main runs durlab with the process's arguments and returns its exit code.
 func Main() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	return Run(ctx, os.Args[1:], IOStreams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, IsTerminal: isTerminal(os.Stderr)})
+}
+
+// signalError is the cause of a context cancelled by SIGINT or SIGTERM, so
+// the exit code can say which (130 or 143).
+type signalError struct{ sig syscall.Signal }
+
+func (e signalError) Error() string { return "interrupted by " + unix.SignalName(e.sig) }
+
+// signalContext is cancelled by the first SIGINT or SIGTERM, with a
+// signalError as its cause.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(signalError{s.(syscall.Signal)})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel(nil) }
 }
 
 // Run runs durlab with args and returns the exit code.
@@ -57,6 +80,8 @@ was duplicated and what survived.`,
 	root.SetErr(streams.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	g.addFlags(root)
+	root.AddCommand(newRunCmd(g), newCompareCmd(g))
+	root.AddCommand(newListPendingCmd(g), newWorkflowCmd(g))
 	for _, c := range experimentCommands(g) {
 		root.AddCommand(c)
 	}

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -43,6 +46,10 @@ func TestScripts(t *testing.T) {
 			"sigkilled": cmdSigkilled,
 			"json":      cmdJSON,
 			"sqlite":    cmdSQLite,
+			"pending":   cmdPending,
+			"killchild": cmdKillChild,
+			"killbg":    cmdKillBackground,
+			"interrupt": cmdInterrupt,
 		},
 		RequireExplicitExec: true,
 	})
@@ -115,6 +122,14 @@ func cmdJSON(ts *testscript.TestScript, neg bool, args []string) {
 func lookup(ts *testscript.TestScript, doc any, path string) any {
 	cur := doc
 	for _, key := range strings.Split(strings.TrimPrefix(path, "."), ".") {
+		if list, ok := cur.([]any); ok {
+			i, err := strconv.Atoi(key)
+			if err != nil || i < 0 || i >= len(list) {
+				ts.Fatalf("%s: no element %s in a list of %d", path, key, len(list))
+			}
+			cur = list[i]
+			continue
+		}
 		m, ok := cur.(map[string]any)
 		if !ok {
 			ts.Fatalf("%s: %v is not an object", path, cur)
@@ -204,4 +219,136 @@ func cmdSQLite(ts *testscript.TestScript, neg bool, args []string) {
 		fmt.Fprintln(ts.Stdout(), strings.Join(parts, "|"))
 	}
 	ts.Check(rows.Err())
+}
+
+// pending NAME waits until a workflow named NAME is PENDING or ENQUEUED in
+// the system database, as `durlab list-pending` sees it: a condition to
+// wait on, not a sleep. It gives up after a minute.
+func cmdPending(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: pending workflow-name")
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		c := exec.Command("durlab", "list-pending", "--name", args[0], "--output", "json")
+		c.Dir = ts.Getenv("WORK")
+		c.Env = scriptEnv(ts)
+		out, err := c.Output()
+		var rows []any
+		if err == nil && json.Unmarshal(out, &rows) == nil && len(rows) > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ts.Fatalf("no pending %s workflow after a minute", args[0])
+}
+
+// killchild SIGNAL MAXDELAY sends SIGNAL to the child process of the
+// background durlab (the experiment `run` supervises) after a random delay
+// below MAXDELAY. The delay is logged, so a failing moment can be replayed.
+func cmdKillChild(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: killchild SIGNAL MAXDELAY")
+	}
+	sig := parseSignal(ts, args[0])
+	maxDelay, err := time.ParseDuration(args[1])
+	ts.Check(err)
+	parent := lastBackground(ts)
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if pid := childOf(parent); pid > 0 {
+			delay := time.Duration(rand.Int64N(int64(maxDelay) + 1))
+			ts.Logf("killchild: %s to pid %d after %s", args[0], pid, delay)
+			time.Sleep(delay)
+			ts.Check(syscall.Kill(pid, sig))
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ts.Fatalf("background durlab started no child")
+}
+
+// killbg SIGNAL sends SIGNAL to the last background command.
+func cmdKillBackground(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: killbg SIGNAL")
+	}
+	ts.Check(syscall.Kill(lastBackground(ts), parseSignal(ts, args[0])))
+}
+
+// childOf finds a child process of parent in /proc (any thread of a Go
+// process may have forked it, so the per-task children lists miss it).
+func childOf(parent int) int {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces, so cut at the last ')'.
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) > 1 && fields[1] == strconv.Itoa(parent) {
+			pid, _ := strconv.Atoi(strings.Fields(s)[0])
+			return pid
+		}
+	}
+	return 0
+}
+
+func lastBackground(ts *testscript.TestScript) int {
+	bg := ts.BackgroundCmds()
+	if len(bg) == 0 {
+		ts.Fatalf("no background command")
+	}
+	return bg[len(bg)-1].Process.Pid
+}
+
+func parseSignal(ts *testscript.TestScript, name string) syscall.Signal {
+	switch name {
+	case "KILL":
+		return syscall.SIGKILL
+	case "INT":
+		return syscall.SIGINT
+	case "TERM":
+		return syscall.SIGTERM
+	}
+	ts.Fatalf("unknown signal %s", name)
+	return 0
+}
+
+// interrupt SIGNAL CODE WORKFLOW PROG ARGS... starts PROG, waits until a
+// WORKFLOW is pending (so the signal lands mid-workflow), sends SIGNAL, and
+// passes if PROG exits with CODE within 30 seconds. Its output is kept for
+// the next stdout/stderr checks.
+func cmdInterrupt(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 4 {
+		ts.Fatalf("usage: interrupt SIGNAL CODE WORKFLOW prog [args...]")
+	}
+	sig := parseSignal(ts, args[0])
+	want, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	var stdout, stderr strings.Builder
+	c := exec.Command(args[3], args[4:]...)
+	c.Dir = ts.Getenv("WORK")
+	c.Env = scriptEnv(ts)
+	c.Stdout, c.Stderr = &stdout, &stderr
+	ts.Check(c.Start())
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	cmdPending(ts, false, args[2:3])
+	sent := time.Now()
+	ts.Check(c.Process.Signal(sig))
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		c.Process.Kill()
+		ts.Fatalf("%s did not exit within 30s of SIG%s", args[3], args[0])
+	}
+	ts.Logf("exited %s after the signal", time.Since(sent).Round(time.Millisecond))
+	fmt.Fprint(ts.Stdout(), stdout.String())
+	fmt.Fprint(ts.Stderr(), stderr.String())
+	if got := c.ProcessState.ExitCode(); got != want {
+		ts.Fatalf("%s exited %d (%v), want %d\nstderr: %s", args[3], got, c.ProcessState, want, stderr.String())
+	}
 }

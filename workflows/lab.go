@@ -63,7 +63,7 @@ const (
 
 // ErrInterrupted: the run was stopped by a signal; its workflow stays
 // PENDING and the next run resumes it.
-var ErrInterrupted = errors.New("interrupted; the workflow stays PENDING and the next run resumes it")
+var ErrInterrupted = errors.New("stopped; the workflow stays PENDING and the next run resumes it")
 
 // Faults are the fault knobs of this process.
 type Faults struct {
@@ -120,7 +120,10 @@ func Open(ctx context.Context, cfg Config) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	dctx, err := dbos.NewContext(ctx, dbos.Config{
+	// Not ctx itself: a cancelled DBOS context CANCELS its running
+	// workflows, while an interrupted durlab must leave them PENDING for
+	// the next run (Close shuts DBOS down).
+	dctx, err := dbos.NewContext(context.WithoutCancel(ctx), dbos.Config{
 		AppName:            AppName,
 		DatabaseURL:        cfg.SystemDB,
 		ApplicationVersion: AppVersion,

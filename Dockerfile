@@ -1,0 +1,19 @@
+# durlab: a static cgo build in a small, non-root runtime image.
+#   docker build -t durlab .
+#   docker run --rm -v durlab-data:/data durlab basic
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN ./scripts/build-static.sh /out/durlab && mkdir -p /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/durlab /usr/local/bin/durlab
+COPY --from=build --chown=65532:65532 /out/data /data
+ENV DURLAB_DATA_DIR=/data
+WORKDIR /data
+VOLUME /data
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/durlab"]
+CMD ["--help"]

@@ -1,0 +1,238 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+	"github.com/spf13/pflag"
+
+	"github.com/durlab/durlab/workflows"
+)
+
+// runOptions are the supervisor's own flags; the experiment's flags are
+// validated here, then passed through to every child.
+type runOptions struct {
+	exp          *experimentOptions
+	untilSuccess bool
+	maxRestarts  int
+	restartDelay time.Duration
+}
+
+// runSummary is `run`'s JSON output. The field names are an interface.
+type runSummary struct {
+	Experiment string             `json:"experiment"`
+	Attempts   int                `json:"attempts"`
+	Crashes    int                `json:"crashes"`
+	ExitCode   int                `json:"exit_code"`
+	Report     *workflows.Report  `json:"report"`
+	Seed       int64              `json:"seed"`
+	Elapsed    string             `json:"elapsed"`
+	Children   []childOutcomeJSON `json:"children"`
+}
+
+type childOutcomeJSON struct {
+	Pid    int    `json:"pid"`
+	Exit   int    `json:"exit_code"`
+	Signal string `json:"signal,omitempty"`
+}
+
+func newRunCmd(g *globalOptions) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "run EXPERIMENT [flags]",
+		Short: "Run an experiment as a child process, restarting it after each crash",
+		Long: `Runs the experiment as a child process of this same binary. With
+--until-success it restarts the child after each death by signal (an injected
+crash is a SIGKILL) until the experiment finishes, then prints a summary.
+Every child uses the same executor ID, application version and seed, so it
+recovers what the last one left. Usage errors (exit 2) and failed experiments
+(exit 1) are not retried. Ctrl-C stops the child and the loop; the workflow
+stays pending and a later run resumes it.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown experiment %q for run: choose one of %s", args[0], experimentNames())
+			}
+			return usagef("run needs an experiment: %s", experimentNames())
+		},
+	}
+	opts := &runOptions{}
+	f := c.PersistentFlags()
+	f.BoolVar(&opts.untilSuccess, "until-success", false, "restart the experiment after each crash until it finishes")
+	f.IntVar(&opts.maxRestarts, "max-restarts", 100, "give up after this many restarts")
+	f.DurationVar(&opts.restartDelay, "restart-delay", time.Second, "pause before each restart")
+	for _, exp := range workflows.Experiments() {
+		c.AddCommand(newRunExperimentCmd(g, exp, opts))
+	}
+	return c
+}
+
+func experimentNames() string {
+	var names []string
+	for _, e := range workflows.Experiments() {
+		names = append(names, e.Name)
+	}
+	return fmt.Sprint(names)
+}
+
+func newRunExperimentCmd(g *globalOptions, exp workflows.Experiment, opts *runOptions) *cobra.Command {
+	c := newExperimentCmd(g, exp, func(eo *experimentOptions) error {
+		opts.exp = eo
+		return nil
+	})
+	inner := c.RunE
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := inner(cmd, args); err != nil {
+			return err
+		}
+		if opts.maxRestarts < 0 {
+			return usagef("--max-restarts must not be negative, got %d", opts.maxRestarts)
+		}
+		if opts.restartDelay < 0 {
+			return usagef("--restart-delay must not be negative, got %s", opts.restartDelay)
+		}
+		return supervise(cmd.Context(), cmd, opts)
+	}
+	return c
+}
+
+// childArgs rebuilds the child's command line: the experiment, every flag
+// the user set except the supervisor's own, the seed drawn once for all
+// children, and JSON output for the supervisor to read.
+func childArgs(cmd *cobra.Command, o *runOptions) []string {
+	args := []string{o.exp.exp.Name}
+	own := map[string]bool{"until-success": true, "max-restarts": true, "restart-delay": true, "output": true, "seed": true}
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if own[f.Name] {
+			return
+		}
+		args = append(args, "--"+f.Name+"="+f.Value.String())
+	})
+	return append(args, "--seed="+strconv.FormatInt(o.exp.params.Seed, 10), "--output=json")
+}
+
+func supervise(ctx context.Context, cmd *cobra.Command, o *runOptions) error {
+	g := o.exp.global
+	cfg, err := g.resolve()
+	if err != nil {
+		return err
+	}
+	if !o.exp.seedSet {
+		fmt.Fprintf(g.io.Err, "durlab run: %s with seed %d (replay with --seed %d)\n", o.exp.exp.Name, o.exp.params.Seed, o.exp.params.Seed)
+	}
+	sum, err := superviseLoop(ctx, g.io, childArgs(cmd, o), o)
+	if err != nil {
+		return err
+	}
+	if err := printRunSummary(g.io, cfg.json, sum); err != nil {
+		return err
+	}
+	return exitCodeError{sum.ExitCode}
+}
+
+// superviseLoop runs `durlab ARGS` as child processes: once, or with
+// --until-success again after each death by signal. SIGINT and SIGTERM are
+// forwarded to the child and end the loop.
+func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptions) (runSummary, error) {
+	sum := runSummary{Experiment: o.exp.exp.Name, Seed: o.exp.params.Seed}
+	self, err := os.Executable()
+	if err != nil {
+		return sum, fmt.Errorf("cannot find the durlab binary to run: %w", err)
+	}
+	// The supervisor learns which signal stopped it, to forward the same one.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	start := time.Now()
+	var stopped os.Signal
+	for {
+		sum.Attempts++
+		var stdout bytes.Buffer
+		child := exec.Command(self, args...)
+		child.Stdout, child.Stderr = &stdout, io.Err
+		if err := child.Start(); err != nil {
+			return sum, fmt.Errorf("cannot start %s: %w", self, err)
+		}
+		done := make(chan struct{})
+		go func() { child.Wait(); close(done) }()
+	wait:
+		for {
+			select {
+			case <-done:
+				break wait
+			case s := <-sigs:
+				stopped = s
+				child.Process.Signal(s)
+			case <-ctx.Done():
+				// Only when no signal reached us (a test cancelling ctx).
+				if stopped == nil {
+					stopped = os.Interrupt
+					child.Process.Signal(os.Interrupt)
+				}
+				ctx = context.Background()
+			}
+		}
+		ws := child.ProcessState.Sys().(syscall.WaitStatus)
+		outcome := childOutcomeJSON{Pid: child.Process.Pid, Exit: ws.ExitStatus()}
+		if ws.Signaled() {
+			outcome.Signal = unix.SignalName(ws.Signal())
+		}
+		sum.Children = append(sum.Children, outcome)
+		var rep workflows.Report
+		if json.Unmarshal(stdout.Bytes(), &rep) == nil && rep.WorkflowID != "" {
+			sum.Report = &rep
+		}
+		restart := false
+		switch {
+		case stopped != nil:
+			sum.ExitCode = 128 + int(stopped.(syscall.Signal))
+		case ws.Signaled():
+			sum.Crashes++
+			sum.ExitCode = 128 + int(ws.Signal())
+			switch {
+			case !o.untilSuccess:
+			case sum.Attempts > o.maxRestarts:
+				fmt.Fprintf(io.Err, "durlab run: giving up after %d restarts\n", o.maxRestarts)
+				sum.ExitCode = exitUnexpected
+			default:
+				fmt.Fprintf(io.Err, "durlab run: attempt %d died by %s; restarting in %s\n", sum.Attempts, unix.SignalName(ws.Signal()), o.restartDelay)
+				select {
+				case <-time.After(o.restartDelay):
+					restart = true
+				case s := <-sigs:
+					stopped = s
+					sum.ExitCode = 128 + int(s.(syscall.Signal))
+				}
+			}
+		default:
+			sum.ExitCode = ws.ExitStatus()
+		}
+		if !restart {
+			break
+		}
+	}
+	sum.Elapsed = time.Since(start).Round(time.Millisecond).String()
+	return sum, nil
+}
+
+func printRunSummary(io IOStreams, asJSON bool, sum runSummary) error {
+	if asJSON {
+		return json.NewEncoder(io.Out).Encode(sum)
+	}
+	fmt.Fprintf(io.Out, "run         %s: %d attempt%s, %d crash%s, exit %d (%s)\n", sum.Experiment,
+		sum.Attempts, plural(sum.Attempts, "", "s"), sum.Crashes, plural(sum.Crashes, "", "es"), sum.ExitCode, sum.Elapsed)
+	if sum.Report == nil {
+		fmt.Fprintln(io.Out, "report      none: no child finished the experiment")
+		return nil
+	}
+	return printReport(io, false, *sum.Report, 0)
+}

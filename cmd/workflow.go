@@ -1,0 +1,252 @@
+package cmd
+
+// The inspection and operations commands (list-pending and `durlab workflow
+// ...`) work on a DBOS client, never on a launched DBOS context: Launch would
+// recover this executor's pending workflows and run them, and an inspection
+// must not run anything.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	"github.com/spf13/cobra"
+
+	"github.com/durlab/durlab/workflows"
+)
+
+// clientShutdownTimeout bounds the client's shutdown; it runs no workflow,
+// so it only closes connections.
+const clientShutdownTimeout = 5 * time.Second
+
+// maxInlineBytes is the largest input, output or step output printed whole.
+const maxInlineBytes = 1024
+
+func newWorkflowCmd(g *globalOptions) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "workflow",
+		Short: "Inspect and operate workflows in the system database",
+		Long: `Inspect the workflows in the DBOS system database and operate on them, as the
+DBOS CLI (dbos workflow ...) and the Temporal CLI do. These commands use a DBOS
+client: they never launch DBOS, so they never recover or execute a workflow.
+resume and fork only enqueue: the workflow runs in the next durlab process
+that serves DBOS's queues (an experiment while it runs, or durlab worker).`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return c.Help() },
+	}
+	c.AddCommand(
+		newWorkflowListCmd(g, nil),
+		newWorkflowGetCmd(g, nil),
+		newWorkflowStepsCmd(g, nil),
+		newWorkflowCancelCmd(g, nil),
+		newWorkflowResumeCmd(g, nil),
+		newWorkflowForkCmd(g, nil),
+	)
+	return c
+}
+
+// noArgs is cobra.NoArgs as a usage error (exit 2).
+func noArgs(c *cobra.Command, args []string) error {
+	if len(args) > 0 && c.HasSubCommands() {
+		return usagef("unknown command %q for %q (see %s --help)", args[0], c.CommandPath(), c.CommandPath())
+	}
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, got %q (see %s --help)", c.CommandPath(), args[0], c.CommandPath())
+	}
+	return nil
+}
+
+// checkNotEmpty rejects a list flag that was given but names nothing, or
+// names "".
+func checkNotEmpty(c *cobra.Command, flag string, vals []string) error {
+	if !c.Flags().Changed(flag) {
+		return nil
+	}
+	if len(vals) == 0 {
+		return usagef("--%s must not be empty", flag)
+	}
+	for _, v := range vals {
+		if strings.TrimSpace(v) == "" {
+			return usagef("--%s must not be empty", flag)
+		}
+	}
+	return nil
+}
+
+// oneWorkflowID accepts exactly one non-empty workflow ID.
+func oneWorkflowID(c *cobra.Command, args []string) error {
+	if len(args) != 1 || strings.TrimSpace(args[0]) == "" {
+		return usagef("%s needs exactly one workflow ID, got %d argument(s) (see %s --help)", c.CommandPath(), len(args), c.CommandPath())
+	}
+	return nil
+}
+
+// inspector is an open DBOS client and the resolved configuration.
+type inspector struct {
+	client dbos.Client
+	cfg    resolved
+	io     IOStreams
+}
+
+// openInspector resolves the shared flags and opens a DBOS client on the
+// system database. A fresh system database is migrated first, because a
+// client only verifies the schema; nothing is launched, so nothing is
+// recovered.
+func openInspector(ctx context.Context, g *globalOptions) (*inspector, error) {
+	cfg, err := g.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if err := dbos.Migrate(ctx, cfg.systemDB, dbos.WithMigrateLogger(cfg.logger)); err != nil {
+		// A role without DDL rights can still read a migrated database:
+		// the client's own check says what is wrong if it cannot.
+		cfg.logger.Debug("could not migrate the system database; opening it as it is", slog.Any("error", err))
+	}
+	client, err := dbos.NewClient(ctx, dbos.ClientConfig{
+		DatabaseURL: cfg.systemDB,
+		AppName:     workflows.AppName,
+		Logger:      cfg.logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", workflows.ErrSystemDB, err)
+	}
+	return &inspector{client: client, cfg: cfg, io: g.io}, nil
+}
+
+// Close shuts the client down: its connections and notification listener.
+func (in *inspector) Close() {
+	if err := in.client.Shutdown(in.client, clientShutdownTimeout); err != nil {
+		in.cfg.logger.Warn("closing the DBOS client", slog.Any("error", err))
+	}
+}
+
+// lookup reads one workflow's status, with its input and output if load.
+// A missing workflow is a usage error.
+func (in *inspector) lookup(id string, load bool) (dbos.WorkflowStatus, error) {
+	wfs, err := dbos.ListWorkflows(in.client, dbos.WithFilterWorkflowIDs(id),
+		dbos.WithFilterLoadInput(load), dbos.WithFilterLoadOutput(load))
+	if err != nil {
+		return dbos.WorkflowStatus{}, fmt.Errorf("reading workflow %s: %w", id, err)
+	}
+	if len(wfs) == 0 {
+		return dbos.WorkflowStatus{}, errWorkflowNotFound(id)
+	}
+	return wfs[0], nil
+}
+
+func errWorkflowNotFound(id string) error {
+	return usagef("workflow %s not found", id)
+}
+
+// notFound turns DBOS's missing-workflow error into the usage error.
+func notFound(id string, err error) error {
+	if errors.Is(err, dbos.ErrNonExistentWorkflow) {
+		return errWorkflowNotFound(id)
+	}
+	return err
+}
+
+// workflowRow is one workflow in a listing. The JSON names are an interface.
+type workflowRow struct {
+	WorkflowID string    `json:"workflow_id"`
+	Name       string    `json:"name"`
+	Status     string    `json:"status"`
+	CreatedAt  time.Time `json:"created_at"`
+	// RecoveryAttempts is DBOS's dispatch counter minus the first run.
+	RecoveryAttempts int    `json:"recovery_attempts"`
+	ExecutorID       string `json:"executor_id"`
+	AppVersion       string `json:"app_version"`
+	QueueName        string `json:"queue_name,omitempty"`
+}
+
+func rowOf(st dbos.WorkflowStatus) workflowRow {
+	return workflowRow{
+		WorkflowID:       st.ID,
+		Name:             st.Name,
+		Status:           string(st.Status),
+		CreatedAt:        st.CreatedAt.UTC(),
+		RecoveryAttempts: recoveryAttempts(st),
+		ExecutorID:       st.ExecutorID,
+		AppVersion:       st.ApplicationVersion,
+		QueueName:        st.QueueName,
+	}
+}
+
+// recoveryAttempts: DBOS counts every dispatch of a workflow, the first run
+// included.
+func recoveryAttempts(st dbos.WorkflowStatus) int {
+	return max(st.Attempts-1, 0)
+}
+
+// printWorkflowRows prints a listing as a table or a JSON array; empty is
+// the line printed in text mode when there is no row.
+func printWorkflowRows(w io.Writer, asJSON bool, wfs []dbos.WorkflowStatus, empty string) error {
+	rows := make([]workflowRow, 0, len(wfs))
+	for _, st := range wfs {
+		rows = append(rows, rowOf(st))
+	}
+	if asJSON {
+		return json.NewEncoder(w).Encode(rows)
+	}
+	if len(rows) == 0 {
+		_, err := fmt.Fprintln(w, empty)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tCREATED\tRECOVERY ATTEMPTS\tEXECUTOR\tAPP VERSION")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.WorkflowID, r.Name, r.Status,
+			localTime(r.CreatedAt), r.RecoveryAttempts, dash(r.ExecutorID), dash(r.AppVersion))
+	}
+	return tw.Flush()
+}
+
+// localTime is t in RFC3339 in the local zone, or "-" when unset.
+func localTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format(time.RFC3339)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// experimentOf names the durlab command whose process runs workflow name,
+// from the "<experiment>.<workflow>" naming of the workflows package.
+func experimentOf(name string) (string, bool) {
+	prefix, _, ok := strings.Cut(name, ".")
+	if !ok {
+		return "", false
+	}
+	if _, ok := workflows.Lookup(prefix); !ok {
+		return "", false
+	}
+	return prefix, true
+}
+
+// whereItRuns says which process will run an enqueued workflow: any durlab
+// process of its application version dequeues it, whatever its executor ID.
+func whereItRuns(st dbos.WorkflowStatus) string {
+	if st.ApplicationVersion != "" && st.ApplicationVersion != workflows.AppVersion {
+		return fmt.Sprintf("its application version is %s, but this durlab runs %s: no durlab process of this build will run it (fork it with --app-version %s)",
+			st.ApplicationVersion, workflows.AppVersion, workflows.AppVersion)
+	}
+	run := "`durlab <experiment>`"
+	if exp, ok := experimentOf(st.Name); ok {
+		run = fmt.Sprintf("`durlab %s`", exp)
+	}
+	return fmt.Sprintf("nothing runs it yet: it runs at the next %s or `durlab worker` (any durlab process of version %s dequeues it while it is up); follow it with `durlab workflow get %s`",
+		run, workflows.AppVersion, st.ID)
+}

@@ -1,0 +1,188 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	"github.com/spf13/cobra"
+)
+
+// workflowStatuses are the statuses DBOS records, in lifecycle order.
+var workflowStatuses = []dbos.WorkflowStatusType{
+	dbos.WorkflowStatusPending,
+	dbos.WorkflowStatusEnqueued,
+	dbos.WorkflowStatusDelayed,
+	dbos.WorkflowStatusSuccess,
+	dbos.WorkflowStatusError,
+	dbos.WorkflowStatusCancelled,
+	dbos.WorkflowStatusMaxRecoveryAttemptsExceeded,
+}
+
+// workflowListOptions are the flags of `durlab workflow list`.
+type workflowListOptions struct {
+	global    *globalOptions
+	rawStatus []string
+	names     []string
+	executors []string
+	rawSince  string
+	rawUntil  string
+	limit     int
+
+	// Set by validate.
+	statuses     []dbos.WorkflowStatusType
+	since, until time.Time
+}
+
+func newWorkflowListCmd(g *globalOptions, runF func(*workflowListOptions) error) *cobra.Command {
+	opts := &workflowListOptions{global: g}
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List workflows, newest first",
+		Long: `List the workflows of the system database, newest first, with filters.
+
+--since and --until take an RFC3339 time (2025-06-01T12:00:00Z) or a
+duration meaning "that long ago" (90m, 24h).`,
+		Example: `  durlab workflow list --status PENDING,ENQUEUED
+  durlab workflow list --name recover.users_workflow --since 1h --output json`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if c.Flags().Changed("status") && len(opts.rawStatus) == 0 {
+				return usagef("--status needs a status: use %s", statusNames())
+			}
+			for flag, vals := range map[string][]string{"name": opts.names, "executor": opts.executors} {
+				if err := checkNotEmpty(c, flag, vals); err != nil {
+					return err
+				}
+			}
+			if err := opts.validate(time.Now()); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return runWorkflowList(c.Context(), opts)
+		},
+	}
+	f := c.Flags()
+	f.StringSliceVar(&opts.rawStatus, "status", nil, "only these statuses (repeatable or comma-separated): "+statusNames())
+	f.StringSliceVar(&opts.names, "name", nil, "only workflows of this name (repeatable)")
+	f.StringSliceVar(&opts.executors, "executor", nil, "only workflows of this executor ID (repeatable)")
+	f.StringVar(&opts.rawSince, "since", "", "only workflows created at or after this time (RFC3339, or a duration ago like 1h)")
+	f.StringVar(&opts.rawUntil, "until", "", "only workflows created at or before this time (RFC3339, or a duration ago like 10m)")
+	f.IntVar(&opts.limit, "limit", 20, "at most this many workflows (0: no limit)")
+	return c
+}
+
+func (o *workflowListOptions) validate(now time.Time) error {
+	var err error
+	if o.statuses, err = parseStatuses(o.rawStatus); err != nil {
+		return err
+	}
+	if o.since, err = parseTimeFlag("--since", o.rawSince, now); err != nil {
+		return err
+	}
+	if o.until, err = parseTimeFlag("--until", o.rawUntil, now); err != nil {
+		return err
+	}
+	if !o.since.IsZero() && !o.until.IsZero() && !o.since.Before(o.until) {
+		return usagef("--since (%s) must be before --until (%s)", localTime(o.since), localTime(o.until))
+	}
+	if o.limit < 0 {
+		return usagef("--limit must not be negative, got %d", o.limit)
+	}
+	return nil
+}
+
+func statusNames() string {
+	names := make([]string, len(workflowStatuses))
+	for i, s := range workflowStatuses {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+// parseStatuses validates --status values against DBOS's statuses,
+// case-insensitively.
+func parseStatuses(raw []string) ([]dbos.WorkflowStatusType, error) {
+	var out []dbos.WorkflowStatusType
+	for _, r := range raw {
+		v := strings.ToUpper(strings.TrimSpace(r))
+		found := false
+		for _, s := range workflowStatuses {
+			if string(s) == v {
+				out = append(out, s)
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, usagef("unknown --status %q: use %s", r, statusNames())
+		}
+	}
+	return out, nil
+}
+
+// parseTimeFlag reads an RFC3339 time or a non-negative duration before now;
+// "" is the zero time (no bound).
+func parseTimeFlag(flag, v string, now time.Time) (time.Time, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		if d < 0 {
+			return time.Time{}, usagef("%s %q: a duration means that long ago and must not be negative", flag, v)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, usagef("%s %q: use an RFC3339 time (2025-06-01T12:00:00Z) or a duration ago (90m, 24h)", flag, v)
+	}
+	return t, nil
+}
+
+func (o *workflowListOptions) filters() []dbos.ListWorkflowsOption {
+	opts := []dbos.ListWorkflowsOption{dbos.WithFilterSortDesc()}
+	if len(o.statuses) > 0 {
+		opts = append(opts, dbos.WithFilterStatus(o.statuses...))
+	}
+	if len(o.names) > 0 {
+		opts = append(opts, dbos.WithFilterName(o.names...))
+	}
+	if len(o.executors) > 0 {
+		opts = append(opts, dbos.WithFilterExecutorIDs(o.executors...))
+	}
+	if !o.since.IsZero() {
+		opts = append(opts, dbos.WithFilterCreatedAfter(o.since))
+	}
+	if !o.until.IsZero() {
+		opts = append(opts, dbos.WithFilterCreatedBefore(o.until))
+	}
+	if o.limit > 0 {
+		opts = append(opts, dbos.WithFilterLimit(o.limit))
+	}
+	return opts
+}
+
+func runWorkflowList(ctx context.Context, o *workflowListOptions) error {
+	in, err := openInspector(ctx, o.global)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	wfs, err := dbos.ListWorkflows(in.client, o.filters()...)
+	if err != nil {
+		return fmt.Errorf("listing workflows: %w", err)
+	}
+	if err := printWorkflowRows(in.io.Out, in.cfg.json, wfs, "no workflows match"); err != nil {
+		return err
+	}
+	if !in.cfg.json && o.limit > 0 && len(wfs) == o.limit {
+		fmt.Fprintf(in.io.Err, "durlab: showing the newest %d; raise --limit (0: all) to see more\n", o.limit)
+	}
+	return nil
+}
