@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/durlab/durlab/workflows"
 )
