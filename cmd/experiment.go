@@ -43,7 +43,7 @@ func newExperimentCmd(g *globalOptions, exp workflows.Experiment, runF func(*exp
 		Use:     exp.Name,
 		Short:   exp.Short,
 		Long:    exp.Long + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Seed),
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		GroupID: "",
 		RunE: func(c *cobra.Command, _ []string) error {
 			opts.seedSet = c.Flags().Changed("seed")
@@ -137,6 +137,7 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	if err != nil {
 		return err
 	}
+	cfg.mute()
 	lab, err := workflows.Open(ctx, workflows.Config{
 		SystemDB:   cfg.systemDB,
 		Store:      cfg.store,
@@ -148,7 +149,11 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	if err != nil {
 		return err
 	}
-	defer lab.Close()
+	cfg.unmute()
+	defer func() {
+		cfg.mute()
+		lab.Close()
+	}()
 	if !o.seedSet {
 		fmt.Fprintf(g.io.Err, "durlab: %s with seed %d (replay with --seed %d)\n", o.exp.Name, o.params.Seed, o.params.Seed)
 	}

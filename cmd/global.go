@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
@@ -40,6 +41,7 @@ type resolved struct {
 	store    string
 	json     bool
 	logger   *slog.Logger
+	logMuted *atomic.Bool
 }
 
 func firstNonEmpty(vals ...string) string {
@@ -66,7 +68,8 @@ func (g *globalOptions) resolve() (resolved, error) {
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return r, usagef("unknown --log-level %q: use debug, info, warn or error", g.logLevel)
 	}
-	r.logger = slog.New(slog.NewTextHandler(g.io.Err, &slog.HandlerOptions{Level: level, ReplaceAttr: redactAttr}))
+	h := newMutableHandler(slog.NewTextHandler(g.io.Err, &slog.HandlerOptions{Level: level, ReplaceAttr: redactAttr}))
+	r.logger, r.logMuted = slog.New(h), h.muted
 	r.dataDir = firstNonEmpty(g.dataDir, os.Getenv("DURLAB_DATA_DIR"), ".durlab")
 	r.systemDB = firstNonEmpty(g.systemDB, os.Getenv("DBOS_SYSTEM_DATABASE_URL"), os.Getenv("DBOS_DATABASE_URL"))
 	r.store = firstNonEmpty(g.store, os.Getenv("DURLAB_STORE"))

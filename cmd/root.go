@@ -73,6 +73,13 @@ workflows and steps, injects failures on purpose (a step that fails after its
 write, a process that dies mid-workflow), and reports what was replayed, what
 was duplicated and what survived.`,
 		Version:       version(),
+		Args:          cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q for durlab (see durlab --help)", args[0])
+			}
+			return c.Help()
+		},
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}

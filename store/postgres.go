@@ -54,6 +54,10 @@ func openPostgres(ctx context.Context, dsn string) (Store, error) {
 	}
 	s := &pgStore{pool: pool}
 	err = s.locked(ctx, func(tx pgx.Tx) error {
+		// Refuse a foreign users table before writing anything beside it.
+		if _, _, err := pgVariant(ctx, tx); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS durlab_stats (
 			workflow_id TEXT PRIMARY KEY,
 			step_attempts BIGINT NOT NULL DEFAULT 0,
@@ -62,6 +66,10 @@ func openPostgres(ctx context.Context, dsn string) (Store, error) {
 			crashes BIGINT NOT NULL DEFAULT 0)`)
 		return err
 	})
+	if errors.Is(err, ErrForeignSchema) {
+		pool.Close()
+		return nil, err
+	}
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))

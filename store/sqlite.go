@@ -43,6 +43,16 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	}
 	db.SetMaxOpenConns(1)
 	db.SetConnMaxIdleTime(0)
+	s := &sqliteStore{db: db}
+	// Refuse a foreign users table, or a file that is not a database,
+	// before writing anything.
+	if _, _, err := s.variant(ctx); err != nil {
+		db.Close()
+		if errors.Is(err, ErrForeignSchema) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
+	}
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS durlab_stats (
 		workflow_id TEXT PRIMARY KEY,
 		step_attempts INTEGER NOT NULL DEFAULT 0,
@@ -52,7 +62,7 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
 	}
-	return &sqliteStore{db: db}, nil
+	return s, nil
 }
 
 func sqliteTable(v Variant) string {

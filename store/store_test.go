@@ -159,3 +159,25 @@ func TestForeignTableIsRefusedAndUntouched(t *testing.T) {
 		t.Fatalf("foreign table changed: %q, %v", email, err)
 	}
 }
+
+func TestOpenRefusesForeignTableWithoutWriting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users.db")
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE users (email TEXT PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open(context.Background(), path); !errors.Is(err, ErrForeignSchema) {
+		t.Fatalf("Open: got %v, want ErrForeignSchema", err)
+	}
+	db, _ = sql.Open("sqlite3", path)
+	defer db.Close()
+	var n int
+	db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE name = 'durlab_stats'`).Scan(&n)
+	if n != 0 {
+		t.Fatal("Open wrote durlab_stats into a foreign database")
+	}
+}

@@ -1,0 +1,138 @@
+package cmd_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBadInputMatrix gives every flag and environment variable an invalid
+// value, and points durlab at databases it cannot use. Each case must exit
+// with its code, say one line on stderr with no stack trace, and leave what
+// an earlier run stored exactly as it was.
+func TestBadInputMatrix(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, k := range []string{"DBOS_SYSTEM_DATABASE_URL", "DBOS_DATABASE_URL", "DURLAB_STORE", "DURLAB_DATA_DIR", "DURLAB_EXECUTOR_ID"} {
+		t.Setenv(k, "")
+	}
+	if code, _, stderr := run(t, "basic", "--seed", "1"); code != 0 {
+		t.Fatalf("setup run: exit %d: %s", code, stderr)
+	}
+	before := snapshot(t, dir)
+
+	os.WriteFile("afile", []byte("in the way"), 0o600)
+	os.WriteFile("garbage.db", bytes.Repeat([]byte("not a database "), 100), 0o600)
+	foreign, _ := sql.Open("sqlite3", "foreign.db")
+	foreign.Exec(`CREATE TABLE users (email TEXT PRIMARY KEY)`)
+	foreign.Close()
+
+	const unreachablePG = "postgres://durlab:s3cr3tpw@127.0.0.1:1/durlab?connect_timeout=2"
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		want string // a fragment of the one stderr line
+	}{
+		{"negative pages", nil, []string{"basic", "--pages", "-1"}, 2, "--pages must be at least 1"},
+		{"pages not a number", nil, []string{"basic", "--pages", "ten"}, 2, `invalid argument "ten"`},
+		{"zero page size", nil, []string{"recover", "--page-size", "0"}, 2, "--page-size must be at least 1"},
+		{"zero batches", nil, []string{"dedup", "--batches", "0"}, 2, "--batches must be at least 1"},
+		{"zero attempts", nil, []string{"retry-bad", "--attempts", "0"}, 2, "--attempts must be at least 1"},
+		{"fail-prob above 1", nil, []string{"dedup", "--fail-prob", "2"}, 2, "--fail-prob must be between 0 and 1"},
+		{"fail-prob NaN", nil, []string{"retry-bad", "--fail-prob", "NaN"}, 2, "--fail-prob must be between 0 and 1"},
+		{"negative crash-prob", nil, []string{"split-steps", "--crash-prob", "-0.5"}, 2, "--crash-prob must be between 0 and 1"},
+		{"gen-fail-prob above 1", nil, []string{"exactly-once", "--gen-fail-prob", "1.01"}, 2, "--gen-fail-prob must be between 0 and 1"},
+		{"commit-crash-prob not a number", nil, []string{"dedup", "--commit-crash-prob", "often"}, 2, `invalid argument "often"`},
+		{"negative crash-after", nil, []string{"dedup", "--crash-after", "-1"}, 2, "--crash-after must not be negative"},
+		{"negative recovery attempts", nil, []string{"recover", "--max-recovery-attempts", "-1"}, 2, "--max-recovery-attempts must not be negative"},
+		{"negative wait", nil, []string{"recover", "--wait", "-1s"}, 2, "--wait must not be negative"},
+		{"wait not a duration", nil, []string{"recover", "--wait", "soon"}, 2, `invalid argument "soon"`},
+		{"seed not a number", nil, []string{"basic", "--seed", "lucky"}, 2, `invalid argument "lucky"`},
+		{"flag of another experiment", nil, []string{"basic", "--crash-prob", "0.5"}, 2, "unknown flag: --crash-prob"},
+		{"unknown output", nil, []string{"basic", "--output", "yaml"}, 2, `unknown --output "yaml"`},
+		{"unknown log level", nil, []string{"basic", "--log-level", "loud"}, 2, `unknown --log-level "loud"`},
+		{"stray argument", nil, []string{"basic", "extra"}, 2, `durlab basic takes no arguments, got "extra"`},
+		{"unknown command", nil, []string{"nosuch"}, 2, `unknown command "nosuch"`},
+		{"run unknown experiment", nil, []string{"run", "nosuch", "--until-success"}, 2, `unknown experiment "nosuch" for run`},
+		{"run negative max-restarts", nil, []string{"run", "dedup", "--max-restarts", "-1"}, 2, "--max-restarts must not be negative"},
+		{"run bad fail-prob", nil, []string{"run", "dedup", "--until-success", "--fail-prob", "2"}, 2, "--fail-prob must be between 0 and 1"},
+		{"compare bad args", nil, []string{"compare", "basic", "dedup"}, 2, "compare takes no argument or two"},
+		{"system-db of another kind", nil, []string{"basic", "--system-db", "mysql://root:hunter2@db/x"}, 2, "unsupported database URL"},
+		{"system-db not a URL", nil, []string{"basic", "--system-db", "dbos.sqlite"}, 2, "is not a database URL"},
+		{"system-db unreachable", nil, []string{"basic", "--system-db", unreachablePG}, 2, "system database unavailable"},
+		{"store unreachable", nil, []string{"basic", "--store", unreachablePG}, 2, "store unavailable"},
+		{"store malformed URL", nil, []string{"basic", "--store", "postgres://u:pw@[bad/x"}, 2, "store unavailable"},
+		{"store corrupt file", nil, []string{"basic", "--store", "garbage.db"}, 2, "store unavailable"},
+		{"store foreign table", nil, []string{"basic", "--store", "foreign.db"}, 2, "users table that durlab did not create"},
+		{"data dir cannot be created", nil, []string{"basic", "--data-dir", "afile/sub"}, 2, "cannot create data folder"},
+		{"env system db bogus", map[string]string{"DBOS_SYSTEM_DATABASE_URL": "bogus://x"}, []string{"basic"}, 2, "unsupported database URL"},
+		{"env seed's database URL unreachable", map[string]string{"DBOS_DATABASE_URL": unreachablePG}, []string{"basic"}, 2, "system database unavailable"},
+		{"env store unreachable", map[string]string{"DURLAB_STORE": unreachablePG}, []string{"basic"}, 2, "store unavailable"},
+		{"env data dir cannot be created", map[string]string{"DURLAB_DATA_DIR": "afile/x"}, []string{"basic"}, 2, "cannot create data folder"},
+		{"list-pending bad output", nil, []string{"list-pending", "--output", "xml"}, 2, `unknown --output "xml"`},
+		{"workflow unknown id", nil, []string{"workflow", "get", "no-such-workflow"}, 2, "workflow no-such-workflow not found"},
+		{"workflow bad status", nil, []string{"workflow", "list", "--status", "DONE"}, 2, "DONE"},
+		{"fork without id", nil, []string{"workflow", "fork"}, 2, "ID"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			code, stdout, stderr := run(t, c.args...)
+			if code != c.code {
+				t.Errorf("exit %d, want %d\nstderr: %s", code, c.code, stderr)
+			}
+			if lines := strings.Count(stderr, "\n"); lines != 1 || !strings.HasSuffix(stderr, "\n") {
+				t.Errorf("stderr has %d lines, want one:\n%s", lines, stderr)
+			}
+			if !strings.Contains(stderr, c.want) {
+				t.Errorf("stderr %q does not say %q", stderr, c.want)
+			}
+			for _, leak := range []string{"goroutine ", "panic:", "s3cr3tpw", "hunter2"} {
+				if strings.Contains(stderr+stdout, leak) {
+					t.Errorf("output contains %q:\n%s%s", leak, stdout, stderr)
+				}
+			}
+		})
+	}
+	if after := snapshot(t, dir); after != before {
+		t.Fatalf("stored data changed:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// snapshot summarises what the data folder holds: the users rows and the
+// workflows with their statuses.
+func snapshot(t *testing.T, dir string) string {
+	t.Helper()
+	h := sha256.New()
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, ".durlab", "users.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT id, external_id, name, workflow_id, analyzed_at, created_at FROM users ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		var a, b, c, d, e, f string
+		if err := rows.Scan(&a, &b, &c, &d, &e, &f); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(h, a, b, c, d, e, f)
+		n++
+	}
+	rows.Close()
+	_, wfs, _ := run(t, "workflow", "list", "--output", "json")
+	fmt.Fprintln(h, wfs)
+	return fmt.Sprintf("%d rows, %x", n, h.Sum(nil)[:8])
+}
