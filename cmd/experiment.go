@@ -30,6 +30,9 @@ type experimentOptions struct {
 func experimentCommands(g *globalOptions) []*cobra.Command {
 	var cmds []*cobra.Command
 	for _, exp := range workflows.Experiments() {
+		if exp.Name == "profile" {
+			continue // newProfileCmd: the experiment's flags plus the profiles
+		}
 		cmds = append(cmds, newExperimentCmd(g, exp, nil))
 	}
 	return cmds

@@ -72,8 +72,8 @@ func newRootCmd(streams IOStreams) *cobra.Command {
 workflows and steps, injects failures on purpose (a step that fails after its
 write, a process that dies mid-workflow), and reports what was replayed, what
 was duplicated and what survived.`,
-		Version:       version(),
-		Args:          cobra.ArbitraryArgs,
+		Version: version(),
+		Args:    cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("unknown command %q for durlab (see durlab --help)", args[0])
@@ -89,6 +89,7 @@ was duplicated and what survived.`,
 	g.addFlags(root)
 	root.AddCommand(newRunCmd(g), newCompareCmd(g))
 	root.AddCommand(newListPendingCmd(g), newWorkflowCmd(g))
+	root.AddCommand(newProfileCmd(g, nil))
 	for _, c := range experimentCommands(g) {
 		root.AddCommand(c)
 	}

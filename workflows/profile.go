@@ -39,10 +39,9 @@ func (l *Lab) profileWorkflow(ctx dbos.Context, in Input) (int64, error) {
 }
 
 func (l *Lab) profileBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
-	_, execution, err := l.workflowContext(ctx)
-	if err != nil {
-		return 0, err
-	}
+	// profile injects no fault, so the execution number, which only fault
+	// decisions use, is not read: one system-database query less per batch.
+	const execution = 0
 	defer l.flush(ctx, in.Root)
 	analyzedAt := time.Now().UTC()
 	var rows int64
@@ -88,4 +87,53 @@ func RunPlain(ctx context.Context, st store.Store, in Input, runID string, t *Ti
 	}
 	c, err := st.Counts(ctx, runID)
 	return c.Latest, err
+}
+
+// Checkpoints are what DBOS recorded to make one run of profile durable,
+// read back from the system database.
+type Checkpoints struct {
+	Workflows int // the main workflow and its batch children
+	Steps     int // step outputs: generate_page_N and count_users
+	// ChildRecords are the parent's records of the child workflows it
+	// started and awaited (DBOS.getResult).
+	ChildRecords int
+	// Total is every checkpoint: Steps + ChildRecords + one status record
+	// per workflow (its input, then its final status and result).
+	Total int
+}
+
+// Checkpoints counts what DBOS recorded for workflow id and its children:
+// every step record of each (dbos.GetWorkflowSteps), plus one status record
+// per workflow. It reads with the Lab's own context, outside any workflow.
+func (l *Lab) Checkpoints(_ context.Context, id string) (Checkpoints, error) {
+	children, err := dbos.ListWorkflows(l.dbos, dbos.WithFilterParentWorkflowID(id),
+		dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+	if err != nil {
+		return Checkpoints{}, err
+	}
+	var c Checkpoints
+	for _, wf := range append([]string{id}, idsOf(children)...) {
+		steps, err := dbos.GetWorkflowSteps(l.dbos, wf, dbos.WithStepsLoadOutput(false))
+		if err != nil {
+			return Checkpoints{}, err
+		}
+		c.Workflows++
+		for _, s := range steps {
+			if s.ChildWorkflowID != "" {
+				c.ChildRecords++
+			} else {
+				c.Steps++
+			}
+		}
+	}
+	c.Total = c.Steps + c.ChildRecords + c.Workflows
+	return c, nil
+}
+
+func idsOf(wfs []dbos.WorkflowStatus) []string {
+	ids := make([]string, len(wfs))
+	for i, w := range wfs {
+		ids[i] = w.ID
+	}
+	return ids
 }

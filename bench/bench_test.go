@@ -1,0 +1,83 @@
+// Package bench measures the price of durability: the profile experiment's
+// workload (a main workflow, batch child workflows, one generate step per
+// page) run durably on DBOS with embedded SQLite, and the identical work
+// with no DBOS at all (workflows.RunPlain).
+//
+//	go test -bench . -benchtime 20x ./bench/
+//
+// Compare the two ns/op figures: their quotient is the durable/plain ratio
+// that `durlab profile --compare` reports. bench/run.sh measures the built
+// binary, peak RSS included, at 1,000 and 1,000,000 users.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/durlab/durlab/store"
+	"github.com/durlab/durlab/workflows"
+)
+
+// sizes are the benchmarked shapes: batches x pages x page size.
+var sizes = []workflows.Input{{Batches: 10, Pages: 10, PageSize: 10}}
+
+func name(in workflows.Input) string { return fmt.Sprintf("users=%d", in.Users()) }
+
+func BenchmarkProfileDurable(b *testing.B) {
+	exp, _ := workflows.Lookup("profile")
+	for _, in := range sizes {
+		b.Run(name(in), func(b *testing.B) {
+			ctx := context.Background()
+			dir := b.TempDir()
+			lab, err := workflows.Open(ctx, workflows.Config{
+				SystemDB:   "sqlite:" + filepath.Join(dir, "dbos.sqlite"),
+				Store:      filepath.Join(dir, "users.db"),
+				ExecutorID: "durlab-bench",
+				Logger:     slog.New(slog.DiscardHandler),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer lab.Close()
+			p := workflows.Params{Input: in}
+			b.ReportAllocs()
+			for b.Loop() {
+				rep, err := exp.Run(ctx, lab, p)
+				if err != nil || !rep.AsExpected {
+					b.Fatalf("run: %v (%+v)", err, rep)
+				}
+			}
+			b.ReportMetric(float64(in.Users())*float64(b.N)/b.Elapsed().Seconds(), "users/s")
+		})
+	}
+}
+
+func BenchmarkProfilePlain(b *testing.B) {
+	for _, in := range sizes {
+		b.Run(name(in), func(b *testing.B) {
+			ctx := context.Background()
+			st, err := store.Open(ctx, filepath.Join(b.TempDir(), "users.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			var t workflows.Timings
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				runID := fmt.Sprintf("plain-%d", i)
+				got, err := workflows.RunPlain(ctx, st, in, runID, &t, nil)
+				if err != nil || got != in.Users() {
+					b.Fatalf("run: %d users, %v", got, err)
+				}
+				// The report's counts, as the durable run reads them too.
+				if _, err := st.Counts(ctx, runID); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(in.Users())*float64(b.N)/b.Elapsed().Seconds(), "users/s")
+		})
+	}
+}
