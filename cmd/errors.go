@@ -55,7 +55,8 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.As(err, &ue),
 		errors.Is(err, store.ErrForeignSchema),
 		errors.Is(err, store.ErrUnavailable),
-		errors.Is(err, workflows.ErrSystemDB):
+		errors.Is(err, workflows.ErrSystemDB),
+		errors.Is(err, workflows.ErrExecutorInUse), errors.Is(err, workflows.ErrBadQueue):
 		code = exitUsage
 	case errors.Is(err, workflows.ErrInterrupted), errors.Is(err, context.Canceled):
 		code = exitInterrupted

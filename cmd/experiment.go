@@ -92,7 +92,7 @@ func addExperimentFlags(f *pflag.FlagSet, exp workflows.Experiment, p *workflows
 		case workflows.KnobWait:
 			f.DurationVar(&p.Wait, string(k), d.Wait, "how long to wait for a pending workflow of another executor before starting a new one")
 		case workflows.KnobQueue:
-			f.StringVar(&p.Queue, string(k), d.Queue, "enqueue batch workflows on this DBOS queue for `durlab worker` processes")
+			f.StringVar(&p.Queue, string(k), d.Queue, "enqueue batch workflows on this DBOS queue for durlab worker processes (this process runs them itself while no worker serves the queue)")
 		}
 	}
 }
@@ -125,6 +125,11 @@ func (o *experimentOptions) validate() error {
 	}
 	if p.Wait < 0 {
 		return usagef("--wait must not be negative, got %s", p.Wait)
+	}
+	if p.Queue != "" {
+		if err := workflows.CheckQueueName(p.Queue); err != nil {
+			return usageError{err}
+		}
 	}
 	if o.seedSet {
 		p.Seed = o.seed

@@ -31,7 +31,7 @@ func (g *globalOptions) addFlags(root *cobra.Command) {
 	f.StringVar(&g.store, "store", "", "users store: a SQLite path or a postgres:// URL (env DURLAB_STORE; default DATA-DIR/users.db)")
 	f.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	f.StringVar(&g.logLevel, "log-level", "error", "DBOS log level on stderr: debug, info, warn or error")
-	f.StringVar(&g.executorID, "executor-id", "", "DBOS executor ID (env DURLAB_EXECUTOR_ID; default durlab-EXPERIMENT); a restarted process must reuse its ID to recover its workflows")
+	f.StringVar(&g.executorID, "executor-id", "", "DBOS executor ID (env DURLAB_EXECUTOR_ID; default durlab-EXPERIMENT, or durlab-worker-HOSTNAME-QUEUE for workers); a restarted process must reuse its ID to recover its workflows")
 }
 
 // resolved is the configuration after flags, environment and defaults.

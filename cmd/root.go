@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 )
 
 // IOStreams are the process's standard streams, injected so tests run
@@ -89,6 +90,7 @@ was duplicated and what survived.`,
 	g.addFlags(root)
 	root.AddCommand(newRunCmd(g), newCompareCmd(g))
 	root.AddCommand(newListPendingCmd(g), newWorkflowCmd(g))
+	root.AddCommand(newWorkerCmd(g))
 	root.AddCommand(newProfileCmd(g, nil))
 	for _, c := range experimentCommands(g) {
 		root.AddCommand(c)
@@ -104,6 +106,5 @@ func version() string {
 }
 
 func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return term.IsTerminal(int(f.Fd()))
 }

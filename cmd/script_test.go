@@ -49,6 +49,7 @@ func TestScripts(t *testing.T) {
 			"pending":   cmdPending,
 			"killchild": cmdKillChild,
 			"killbg":    cmdKillBackground,
+			"lab":       cmdLab,
 			"interrupt": cmdInterrupt,
 		},
 		RequireExplicitExec: true,

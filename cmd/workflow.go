@@ -104,7 +104,8 @@ func openInspector(ctx context.Context, g *globalOptions) (*inspector, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := dbos.Migrate(ctx, cfg.systemDB, dbos.WithMigrateLogger(cfg.logger)); err != nil {
+	migrate := func() error { return dbos.Migrate(ctx, cfg.systemDB, dbos.WithMigrateLogger(cfg.logger)) }
+	if err := workflows.WithMigrationLock(ctx, cfg.systemDB, migrate); err != nil {
 		// A role without DDL rights can still read a migrated database:
 		// the client's own check says what is wrong if it cannot.
 		cfg.logger.Debug("could not migrate the system database; opening it as it is", slog.Any("error", err))

@@ -28,6 +28,13 @@
 //     Bump it when a workflow's sequence of steps changes.
 //   - Each experiment runs under its own executor ID by default, so
 //     launching one experiment never recovers another's pending workflow.
+//     The executor ID is claimed for the life of the process before Launch
+//     (executor.go): DBOS would let a second live process with the same ID
+//     take the first one's workflows over.
+//   - Queues (queues.go): a worker listens to its queue only; an experiment
+//     listens to none, and runs the batches it enqueued itself only while
+//     no worker serves their queue. The per-worker concurrency is stored
+//     with the queue in the system database and shared by all its workers.
 package workflows
 
 import (
@@ -86,6 +93,13 @@ type Config struct {
 	Faults     Faults
 	// Progress, if set, is told when a batch of a batch experiment is done.
 	Progress func(done, total int)
+	// Serve, if set, makes this process a worker: it dequeues the batch
+	// workflows enqueued on the queue of that name. Without it the process
+	// listens to no queue of its own (see queues.go).
+	Serve string
+	// Concurrency, if positive, sets the per-worker concurrency of the
+	// Serve queue, for every worker of that queue; 0 keeps the stored one.
+	Concurrency int
 }
 
 // Lab is a launched DBOS runtime with the store and the workflows of every
@@ -109,38 +123,72 @@ type Lab struct {
 	timings    Timings
 	progress   func(done, total int)
 	dataSource *dbos.DataSource
-	queuesMu   sync.Mutex
-	queues     map[string]dbos.Queue
+
+	claim     claim  // the executor ID, held until Close
+	serve     string // the queue this worker serves ("" for an experiment)
+	queuesMu  sync.Mutex
+	queues    map[string]dbos.Queue
+	selfServe map[string]bool // queues this experiment serves for want of a worker
+	stop      chan struct{}   // closed by Close: stops the queue watchers
+	watchers  sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// Open opens the store and the system database, registers every workflow
-// and launches DBOS, which recovers this executor's pending workflows.
+// Open claims the executor ID, opens the store and the system database,
+// registers every workflow and launches DBOS, which recovers this
+// executor's pending workflows. When another live process holds the
+// executor ID it fails with an error matching ErrExecutorInUse, having run
+// nothing.
 func Open(ctx context.Context, cfg Config) (*Lab, error) {
-	st, err := store.Open(ctx, cfg.Store)
-	if err != nil {
-		return nil, err
-	}
-	// Not ctx itself: a cancelled DBOS context CANCELS its running
-	// workflows, while an interrupted durlab must leave them PENDING for
-	// the next run (Close shuts DBOS down).
-	dctx, err := dbos.NewContext(context.WithoutCancel(ctx), dbos.Config{
-		AppName:            AppName,
-		DatabaseURL:        cfg.SystemDB,
-		ApplicationVersion: AppVersion,
-		ExecutorID:         cfg.ExecutorID,
-		Logger:             cfg.Logger,
-	})
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("%w: %v", ErrSystemDB, err)
+	if cfg.Serve != "" {
+		if err := CheckQueueName(cfg.Serve); err != nil {
+			return nil, err
+		}
 	}
 	notices := cfg.Notices
 	if notices == nil {
 		notices = io.Discard
 	}
+	// NewContext creates and migrates the system database (a missing
+	// Postgres database included), which the claim needs; nothing runs
+	// before Launch. Two processes doing that at once make DBOS fail.
+	// Not ctx itself: a cancelled DBOS context CANCELS its running
+	// workflows, while an interrupted durlab must leave them PENDING for
+	// the next run (Close shuts DBOS down).
+	var dctx dbos.Context
+	err := WithMigrationLock(ctx, cfg.SystemDB, func() error {
+		var err error
+		dctx, err = dbos.NewContext(context.WithoutCancel(ctx), dbos.Config{
+			AppName:            AppName,
+			DatabaseURL:        cfg.SystemDB,
+			ApplicationVersion: AppVersion,
+			ExecutorID:         cfg.ExecutorID,
+			Logger:             cfg.Logger,
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrSystemDB, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	cl, err := claimExecutor(ctx, cfg.SystemDB, dbos.GetExecutorID(dctx), notices)
+	if err != nil {
+		dbos.Shutdown(dctx, time.Second)
+		return nil, err
+	}
+	st, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		dbos.Shutdown(dctx, time.Second)
+		cl.release()
+		return nil, err
+	}
 	l := &Lab{dbos: dctx, store: st, faults: cfg.Faults, notices: notices,
 		counters: map[string]*store.Stats{}, analyzedAt: time.Now().UTC(),
-		progress: cfg.Progress, queues: map[string]dbos.Queue{}}
+		progress: cfg.Progress, queues: map[string]dbos.Queue{},
+		claim: cl, serve: cfg.Serve, selfServe: map[string]bool{}, stop: make(chan struct{})}
 	l.register(cfg)
 	// The DataSource must exist before Launch, which may recover an
 	// exactly-once workflow that needs it.
@@ -148,7 +196,11 @@ func Open(ctx context.Context, cfg Config) (*Lab, error) {
 		l.shutdown()
 		return nil, fmt.Errorf("%w: transactional data source: %v", store.ErrUnavailable, err)
 	}
-	before, err := l.pendingOf(ctx, cfg.ExecutorID)
+	if err := l.listen(cfg); err != nil {
+		l.shutdown()
+		return nil, err
+	}
+	before, err := l.pendingOf(ctx, l.ExecutorID())
 	if err != nil {
 		l.shutdown()
 		return nil, fmt.Errorf("%w: %v", ErrSystemDB, err)
@@ -174,21 +226,6 @@ func newDataSource(ctx dbos.Context, st store.Store) (*dbos.DataSource, error) {
 // Timings are where this process's workflow time went, for profile.
 func (l *Lab) Timings() *Timings { return &l.timings }
 
-// batchQueue returns the DBOS queue named name, registering it once.
-func (l *Lab) batchQueue(_ context.Context, name string) (dbos.Queue, error) {
-	l.queuesMu.Lock()
-	defer l.queuesMu.Unlock()
-	if q, ok := l.queues[name]; ok {
-		return q, nil
-	}
-	q, err := dbos.RegisterQueue(l.dbos, name)
-	if err != nil {
-		return nil, err
-	}
-	l.queues[name] = q
-	return q, nil
-}
-
 // inputOf reads the recorded input of workflow id.
 func (l *Lab) inputOf(_ context.Context, id string) (Input, bool) {
 	wfs, err := dbos.ListWorkflows(l.dbos, dbos.WithFilterWorkflowIDs(id), dbos.WithFilterLoadInput(true))
@@ -208,8 +245,28 @@ func (l *Lab) Close() error {
 }
 
 func (l *Lab) shutdown() error {
-	err := dbos.Shutdown(l.dbos, 10*time.Second)
-	return errors.Join(err, l.store.Close())
+	l.closeOnce.Do(func() {
+		close(l.stop)
+		l.watchers.Wait()
+		err := dbos.Shutdown(l.dbos, 10*time.Second)
+		// The claim goes last: DBOS has stopped running this executor's
+		// workflows when another process may take the ID.
+		l.closeErr = errors.Join(err, l.store.Close(), l.claim.release())
+	})
+	return l.closeErr
+}
+
+// ExecutorID is the executor ID this process claimed.
+func (l *Lab) ExecutorID() string { return dbos.GetExecutorID(l.dbos) }
+
+// LeftPending counts the workflows this executor had left PENDING or
+// ENQUEUED, which Launch recovered: a restarted worker's unfinished batches.
+func (l *Lab) LeftPending() int {
+	n := 0
+	for _, ids := range l.leftPending {
+		n += len(ids)
+	}
+	return n
 }
 
 // Store is the lab's users store.

@@ -54,48 +54,82 @@ func connect() (*pgx.Conn, error) {
 	return pgx.Connect(ctx, AdminURL())
 }
 
-// Database creates a fresh, uniquely named database, drops it when the test
-// ends, and returns its URL. With no server it skips the test, or fails it
-// under CI.
-func Database(t testing.TB) string {
-	t.Helper()
+// Missing says why the Postgres tests cannot run: "" when the server
+// answers. fatal is true under CI (CI=true), where a missing server must
+// fail the tests instead of skipping them.
+func Missing() (msg string, fatal bool) {
 	admin, err := url.Parse(AdminURL())
 	if err != nil {
-		t.Fatalf("DURLAB_TEST_POSTGRES is not a URL: %v", err)
+		return fmt.Sprintf("DURLAB_TEST_POSTGRES is not a URL: %v", err), true
 	}
 	if err := probe(); err != nil {
 		msg := fmt.Sprintf("no server at %s: %v; start it with pg_ctlcluster --skip-systemctl-redirect 15 main start",
 			admin.Redacted(), err)
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("POSTGRES TESTS FAILED (CI=true): %s", msg)
+			return "POSTGRES TESTS FAILED (CI=true): " + msg, true
 		}
-		t.Skipf("POSTGRES TESTS SKIPPED: %s", msg)
+		return "POSTGRES TESTS SKIPPED: " + msg, false
+	}
+	return "", false
+}
+
+// Database creates a fresh, uniquely named database, drops it when the test
+// ends, and returns its URL. With no server it skips the test, or fails it
+// under CI.
+func Database(t testing.TB) string {
+	t.Helper()
+	if msg, fatal := Missing(); msg != "" {
+		if fatal {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	u, drop, err := Create()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return u
+}
+
+// Create creates a fresh, uniquely named database and returns its URL and
+// the function that drops it, for callers without a testing.TB (testscript
+// commands). Check Missing first.
+func Create() (dbURL string, drop func() error, err error) {
+	admin, err := url.Parse(AdminURL())
+	if err != nil {
+		return "", nil, fmt.Errorf("DURLAB_TEST_POSTGRES is not a URL: %v", err)
 	}
 	var b [6]byte
 	rand.Read(b[:])
 	name := "durlab_test_" + hex.EncodeToString(b[:])
 	conn, err := connect()
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return "", nil, err
 	}
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(context.Background(), "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("pgtest: create database %s: %v", name, err)
+		return "", nil, fmt.Errorf("create database %s: %v", name, err)
 	}
-	t.Cleanup(func() {
+	drop = func() error {
 		conn, err := connect()
 		if err != nil {
-			t.Errorf("pgtest: drop database %s: %v", name, err)
-			return
+			return fmt.Errorf("drop database %s: %v", name, err)
 		}
 		defer conn.Close(context.Background())
-		// FORCE: a pool the test forgot to close must not keep the database.
+		// FORCE: a pool the test forgot to close, or a process still
+		// running, must not keep the database.
 		if _, err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("pgtest: drop database %s: %v", name, err)
+			return fmt.Errorf("drop database %s: %v", name, err)
 		}
-	})
+		return nil
+	}
 	u := *admin
 	u.Path = "/" + name
 	u.RawPath = ""
-	return u.String()
+	return u.String(), drop, nil
 }
