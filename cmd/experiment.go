@@ -194,7 +194,11 @@ func printReport(io IOStreams, asJSON bool, rep workflows.Report, elapsed time.D
 	if rep.Attached {
 		how = "resumed"
 	}
-	fmt.Fprintf(w, "experiment\t%s (seed %d, %s)\n", rep.Experiment, rep.Seed, elapsed.Round(time.Millisecond))
+	if elapsed > 0 {
+		fmt.Fprintf(w, "experiment\t%s (seed %d, %s)\n", rep.Experiment, rep.Seed, elapsed.Round(time.Millisecond))
+	} else {
+		fmt.Fprintf(w, "experiment\t%s (seed %d)\n", rep.Experiment, rep.Seed)
+	}
 	fmt.Fprintf(w, "workflow\t%s %s (%s, %d recover%s)\n", rep.WorkflowID, rep.Status, how, rep.Recoveries, plural(rep.Recoveries, "y", "ies"))
 	fmt.Fprintf(w, "result\t%d: %s\n", rep.Result, verdict)
 	fmt.Fprintf(w, "expected\t%s\n", rep.Expected)
