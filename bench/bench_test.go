@@ -68,7 +68,7 @@ func BenchmarkProfilePlain(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				runID := fmt.Sprintf("plain-%d", i)
-				got, err := workflows.RunPlain(ctx, st, in, runID, &t, nil)
+				got, err := workflows.RunPlain(ctx, st, in, runID, &t, nil, func() error { return st.Prepare(ctx, store.Ledger, true) })
 				if err != nil || got != in.Users() {
 					b.Fatalf("run: %d users, %v", got, err)
 				}

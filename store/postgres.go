@@ -229,7 +229,7 @@ func (s *pgStore) Prepare(ctx context.Context, v Variant, reset bool) error {
 		}
 		if exists && !reset {
 			if have != v {
-				return fmt.Errorf("users table is %s, this experiment needs %s: %w", have, v, ErrForeignSchema)
+				return fmt.Errorf("%w: the users table is %s, this experiment needs %s", ErrOtherVariant, have, v)
 			}
 			return nil
 		}

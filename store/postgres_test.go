@@ -98,7 +98,7 @@ func TestPostgresVariantIsDetected(t *testing.T) {
 		if v == Strict {
 			other = Ledger
 		}
-		if err := s.Prepare(ctx, other, false); !errors.Is(err, ErrForeignSchema) {
+		if err := s.Prepare(ctx, other, false); !errors.Is(err, ErrOtherVariant) {
 			t.Fatalf("%s table prepared as %s: got %v", v, other, err)
 		}
 		s.Close()

@@ -44,6 +44,9 @@ var (
 	// ErrForeignSchema: a users table exists that durlab did not create. It is
 	// never altered or dropped.
 	ErrForeignSchema = errors.New("store has a users table that durlab did not create")
+	// ErrOtherVariant: the users table is durlab's, in the other variant,
+	// and Prepare was not allowed to recreate it.
+	ErrOtherVariant = errors.New("store holds the other variant of the users table")
 	// ErrDuplicateUser: an insert hit the strict variant's primary key.
 	ErrDuplicateUser = errors.New("UNIQUE constraint violated")
 	// ErrUnavailable: the database could not be opened or reached.
@@ -81,10 +84,10 @@ type Statement struct {
 
 // Store is the users table of one database.
 type Store interface {
-	// Prepare creates the users table in the variant if it is missing. An
-	// existing durlab table of the other variant is recreated only when
-	// reset is true; otherwise it is an error. A table durlab did not create
-	// gives ErrForeignSchema and is left untouched.
+	// Prepare creates the users table in the variant if it is missing. With
+	// reset, an existing durlab table is dropped and recreated empty;
+	// without, a table of the other variant gives ErrOtherVariant. A table
+	// durlab did not create gives ErrForeignSchema and is left untouched.
 	Prepare(ctx context.Context, v Variant, reset bool) error
 	// InsertPage writes one page of users in one transaction. A conflict on
 	// the strict key gives an error wrapping ErrDuplicateUser.

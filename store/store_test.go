@@ -108,7 +108,7 @@ func TestPrepareKeepsOrRecreatesOnlyDurlabTables(t *testing.T) {
 		if c, _ := s.Counts(ctx, "wf"); c.Rows != 3 {
 			t.Fatalf("Prepare without reset lost rows: %+v", c)
 		}
-		if err := s.Prepare(ctx, Ledger, false); !errors.Is(err, ErrForeignSchema) {
+		if err := s.Prepare(ctx, Ledger, false); !errors.Is(err, ErrOtherVariant) {
 			t.Fatalf("other variant without reset: got %v", err)
 		}
 		if err := s.Prepare(ctx, Ledger, true); err != nil {

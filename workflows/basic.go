@@ -45,7 +45,7 @@ func (l *Lab) basicWorkflow(ctx dbos.Context, in Input) (int64, error) {
 
 func runBasic(ctx context.Context, l *Lab, p Params) (Report, error) {
 	h, attached, err := startOrAttach(ctx, l, basicWorkflowName, l.basicWorkflow, p,
-		func() error { return l.store.Prepare(ctx, store.Strict, true) })
+		func() error { return l.prepareStore(ctx, store.Strict) })
 	if err != nil {
 		return Report{}, err
 	}

@@ -118,7 +118,7 @@ func runDedup(ctx context.Context, l *Lab, p Params) (Report, error) {
 // experiment with a ledger table, and reports on it.
 func runBatchExperiment(ctx context.Context, l *Lab, p Params, exp, name string, wf dbos.Workflow[Input, int64]) (Report, error) {
 	h, attached, err := startOrAttach(ctx, l, name, wf, p,
-		func() error { return l.store.Prepare(ctx, store.Ledger, true) })
+		func() error { return l.prepareStore(ctx, store.Ledger) })
 	if err != nil {
 		return Report{}, err
 	}

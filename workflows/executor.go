@@ -338,8 +338,12 @@ func (c *pgClaim) release() error {
 	if c.conn == nil {
 		return nil
 	}
-	// Closing the session releases every lock it holds.
-	err := c.conn.Close(context.Background())
+	// Closing the session releases every lock it holds, but only once the
+	// server has noticed: unlock first, so the release is visible at once.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.conn.Exec(ctx, "SELECT pg_advisory_unlock_all()")
+	err := c.conn.Close(ctx)
 	c.conn = nil
 	return err
 }

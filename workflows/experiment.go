@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
+
+	"github.com/durlab/durlab/store"
 )
 
 // Input is a workflow's input: what the run is, not the environment it runs in.
@@ -259,4 +262,36 @@ func inputOf(st dbos.WorkflowStatus) (Input, bool) {
 		var in Input
 		return in, json.Unmarshal(b, &in) == nil
 	}
+}
+
+// prepareStore readies the users table for this lab's next new workflow.
+func (l *Lab) prepareStore(ctx context.Context, v store.Variant) error {
+	return PrepareStore(ctx, l.dbos, l.store, v, l.notices)
+}
+
+// PrepareStore readies the users table for a new run. The seed's
+// experiments start from an empty table, and so does durlab, unless a
+// workflow is still pending in the system database c reads: its rows are
+// its progress (counts are scoped by workflow ID, so keeping them changes no
+// result). A pending workflow whose rows sit in the other variant of the
+// table makes the new run refuse rather than destroy them.
+func PrepareStore(ctx context.Context, c dbos.Client, st store.Store, v store.Variant, notices io.Writer) error {
+	pending, err := dbos.ListWorkflows(c, dbos.WithFilterStatus(dbos.WorkflowStatusPending, dbos.WorkflowStatusEnqueued),
+		dbos.WithFilterHasParent(false))
+	if err != nil {
+		return err
+	}
+	if len(pending) == 0 {
+		return st.Prepare(ctx, v, true)
+	}
+	w := pending[0]
+	err = st.Prepare(ctx, v, false)
+	if errors.Is(err, store.ErrOtherVariant) {
+		return fmt.Errorf("%w, and workflow %s (%s) is still %s with rows in it: finish it (durlab run EXPERIMENT --until-success) or cancel it (durlab workflow cancel %s) first",
+			err, w.ID, w.Name, w.Status, w.ID)
+	}
+	if err == nil {
+		fmt.Fprintf(notices, "durlab: keeping the rows in the store: workflow %s (%s) is still %s\n", w.ID, w.Name, w.Status)
+	}
+	return err
 }

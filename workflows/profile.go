@@ -65,8 +65,11 @@ func runProfile(ctx context.Context, l *Lab, p Params) (Report, error) {
 // RunPlain does profile's work with no durability: the same pages, the same
 // inserts, in the same order, with no workflow, step or checkpoint. It
 // returns the window-function count, under the given run ID.
-func RunPlain(ctx context.Context, st store.Store, in Input, runID string, t *Timings, progress func(done, total int)) (int64, error) {
-	if err := st.Prepare(ctx, store.Ledger, true); err != nil {
+//
+// prepare readies the store first (PrepareStore, or st.Prepare in a
+// benchmark with no system database).
+func RunPlain(ctx context.Context, st store.Store, in Input, runID string, t *Timings, progress func(done, total int), prepare func() error) (int64, error) {
+	if err := prepare(); err != nil {
 		return 0, err
 	}
 	for b := 1; b <= in.Batches; b++ {

@@ -51,7 +51,7 @@ func (l *Lab) recoverWorkflow(ctx dbos.Context, in Input) (int64, error) {
 
 func runRecover(ctx context.Context, l *Lab, p Params) (Report, error) {
 	h, attached, err := startOrAttach(ctx, l, recoverWorkflowName, l.recoverWorkflow, p,
-		func() error { return l.store.Prepare(ctx, store.Strict, true) })
+		func() error { return l.prepareStore(ctx, store.Strict) })
 	if err != nil {
 		return Report{}, err
 	}

@@ -55,7 +55,7 @@ func (l *Lab) retryBadWorkflow(ctx dbos.Context, in Input) (int64, error) {
 
 func runRetryBad(ctx context.Context, l *Lab, p Params) (Report, error) {
 	h, attached, err := startOrAttach(ctx, l, retryBadWorkflowName, l.retryBadWorkflow, p,
-		func() error { return l.store.Prepare(ctx, store.Strict, true) })
+		func() error { return l.prepareStore(ctx, store.Strict) })
 	if err != nil {
 		return Report{}, err
 	}

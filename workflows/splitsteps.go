@@ -67,7 +67,7 @@ func (l *Lab) splitStepsWorkflow(ctx dbos.Context, in Input) (int64, error) {
 
 func runSplitSteps(ctx context.Context, l *Lab, p Params) (Report, error) {
 	h, attached, err := startOrAttach(ctx, l, splitStepsWorkflowName, l.splitStepsWorkflow, p,
-		func() error { return l.store.Prepare(ctx, store.Strict, true) })
+		func() error { return l.prepareStore(ctx, store.Strict) })
 	if err != nil {
 		return Report{}, err
 	}
