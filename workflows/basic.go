@@ -44,14 +44,11 @@ func (l *Lab) basicWorkflow(ctx dbos.Context, in Input) (int64, error) {
 }
 
 func runBasic(ctx context.Context, l *Lab, p Params) (Report, error) {
-	h, attached, err := startOrAttach(ctx, l, basicWorkflowName, l.basicWorkflow, p,
-		func() error { return l.prepareStore(ctx, store.Strict) })
+	rep, err := startAndReport(ctx, l, p, "basic", basicWorkflowName, l.basicWorkflow, store.Strict)
 	if err != nil {
-		return Report{}, err
+		return rep, err
 	}
-	rep, result, err := finish(ctx, l, "basic", h, attached, p)
-	rep.Result = result
-	rep.AsExpected = succeeded(rep, p) && rep.Rows == p.Input.Users()
+	rep.AsExpected = succeeded(rep) && rep.Rows == rep.wantUsers
 	rep.Lesson = fmt.Sprintf("each step's write was checkpointed once: %d rows for %d users", rep.Rows, rep.UniqueUsers)
-	return rep, err
+	return rep, nil
 }

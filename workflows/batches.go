@@ -93,6 +93,21 @@ func (l *Lab) generateStep(ctx dbos.Context, in BatchInput, execution, page int,
 	}, opts...)
 }
 
+// generateBatch runs a batch's generate steps, failing with --gen-fail-prob,
+// and returns its pages: the batch the insert step of dedup and
+// exactly-once writes at once.
+func (l *Lab) generateBatch(ctx dbos.Context, in BatchInput, execution int) ([][]fake.User, error) {
+	pages := make([][]fake.User, 0, in.Pages)
+	for p := 1; p <= in.Pages; p++ {
+		out, err := l.generateStep(ctx, in, execution, in.pageNumber(p), l.faults.GenFailProb)
+		if err != nil {
+			return nil, err
+		}
+		pages = append(pages, out.Users)
+	}
+	return pages, nil
+}
+
 // runBatches is the main workflow of the batch experiments: it runs the
 // batch children one after the other, or enqueues them all on in.Queue for
 // worker processes, and crashes after each batch past --crash-after with

@@ -14,7 +14,6 @@ import (
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
-	"github.com/durlab/durlab/fake"
 	"github.com/durlab/durlab/store"
 )
 
@@ -61,13 +60,9 @@ func (l *Lab) dedupBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error)
 	}
 	defer l.flush(ctx, in.Root)
 	analyzedAt := time.Now().UTC() // once per execution of the batch, as in ex6
-	pages := make([][]fake.User, 0, in.Pages)
-	for p := 1; p <= in.Pages; p++ {
-		out, err := l.generateStep(ctx, in, execution, in.pageNumber(p), l.faults.GenFailProb)
-		if err != nil {
-			return 0, err
-		}
-		pages = append(pages, out.Users)
+	pages, err := l.generateBatch(ctx, in, execution)
+	if err != nil {
+		return 0, err
 	}
 	attempt := 0
 	out, err := dbos.RunAsStep(ctx, func(sctx context.Context) (insertOutput, error) {
@@ -117,20 +112,11 @@ func runDedup(ctx context.Context, l *Lab, p Params) (Report, error) {
 // runBatchExperiment starts or attaches to the main workflow of a batch
 // experiment with a ledger table, and reports on it.
 func runBatchExperiment(ctx context.Context, l *Lab, p Params, exp, name string, wf dbos.Workflow[Input, int64]) (Report, error) {
-	h, attached, err := startOrAttach(ctx, l, name, wf, p,
-		func() error { return l.prepareStore(ctx, store.Ledger) })
-	if err != nil {
-		return Report{}, err
-	}
-	rep, result, err := finish(ctx, l, exp, h, attached, p)
+	rep, err := startAndReport(ctx, l, p, exp, name, wf, store.Ledger)
 	if err != nil {
 		return rep, err
 	}
-	rep.Result = result
-	want := p.Input.Users()
-	if in, ok := l.inputOf(ctx, rep.WorkflowID); ok {
-		want = in.Users()
-	}
+	result, want := rep.Result, rep.wantUsers
 	rep.AsExpected = rep.Status == string(dbos.WorkflowStatusSuccess) && result == want && rep.UniqueUsers == want
 	switch {
 	case deadLetterLesson(rep) != "":

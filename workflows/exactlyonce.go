@@ -13,7 +13,6 @@ import (
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
-	"github.com/durlab/durlab/fake"
 	"github.com/durlab/durlab/store"
 )
 
@@ -46,13 +45,9 @@ func (l *Lab) exactlyOnceBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, 
 	}
 	defer l.flush(ctx, in.Root)
 	analyzedAt := time.Now().UTC()
-	pages := make([][]fake.User, 0, in.Pages)
-	for p := 1; p <= in.Pages; p++ {
-		out, err := l.generateStep(ctx, in, execution, in.pageNumber(p), l.faults.GenFailProb)
-		if err != nil {
-			return 0, err
-		}
-		pages = append(pages, out.Users)
+	pages, err := l.generateBatch(ctx, in, execution)
+	if err != nil {
+		return 0, err
 	}
 	attempt := 0
 	out, err := dbos.RunAsTransaction(ctx, l.dataSource, func(tctx context.Context, tx dbos.Tx) (insertOutput, error) {

@@ -118,6 +118,8 @@ type Report struct {
 	Error            string `json:"error"`
 	// Lesson is one sentence on what this run shows.
 	Lesson string `json:"lesson"`
+
+	wantUsers int64 // the users the workflow's own input generates
 }
 
 // startOrAttach implements the seed's start-up for a named workflow: a
@@ -204,6 +206,19 @@ func awaitResult[R any](ctx context.Context, h dbos.WorkflowHandle[R], timeout t
 	}
 }
 
+// startAndReport starts (or attaches to) an experiment's main workflow on a
+// users table of variant v, waits for it, and returns the common part of
+// its report.
+func startAndReport(ctx context.Context, l *Lab, p Params, exp, name string, wf dbos.Workflow[Input, int64], v store.Variant) (Report, error) {
+	h, attached, err := startOrAttach(ctx, l, name, wf, p, func() error { return l.prepareStore(ctx, v) })
+	if err != nil {
+		return Report{}, err
+	}
+	rep, result, err := finish(ctx, l, exp, h, attached, p)
+	rep.Result = result
+	return rep, err
+}
+
 // finish waits for h and builds the report's common part: status, counts,
 // stats and recoveries.
 func finish[R any](ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandle[R], attached bool, p Params) (Report, R, error) {
@@ -221,11 +236,13 @@ func finish[R any](ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandl
 	if st.Status == dbos.WorkflowStatusMaxRecoveryAttemptsExceeded {
 		rep.Recoveries-- // the last dispatch was refused, not run
 	}
-	if in, ok := l.inputOf(ctx, rep.WorkflowID); ok {
-		rep.Seed = in.Seed
-	} else {
-		rep.Seed = p.Seed
+	// A resumed workflow runs with the input it was started with, which
+	// may differ from this command's flags.
+	in, ok := l.inputOf(ctx, rep.WorkflowID)
+	if !ok {
+		in = p.Input
 	}
+	rep.Seed, rep.wantUsers = in.Seed, in.Users()
 	if runErr != nil {
 		rep.Error = runErr.Error()
 	}

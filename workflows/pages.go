@@ -64,8 +64,8 @@ func pagesExpected(p Params) string {
 }
 
 // succeeded: the workflow ended in SUCCESS with every user written.
-func succeeded(rep Report, p Params) bool {
-	return rep.Status == string(dbos.WorkflowStatusSuccess) && rep.UniqueUsers == p.Input.Users()
+func succeeded(rep Report) bool {
+	return rep.Status == string(dbos.WorkflowStatusSuccess) && rep.UniqueUsers == rep.wantUsers
 }
 
 // deadLetterLesson explains a dead-lettered workflow, or returns "".

@@ -50,14 +50,11 @@ func (l *Lab) recoverWorkflow(ctx dbos.Context, in Input) (int64, error) {
 }
 
 func runRecover(ctx context.Context, l *Lab, p Params) (Report, error) {
-	h, attached, err := startOrAttach(ctx, l, recoverWorkflowName, l.recoverWorkflow, p,
-		func() error { return l.prepareStore(ctx, store.Strict) })
+	rep, err := startAndReport(ctx, l, p, "recover", recoverWorkflowName, l.recoverWorkflow, store.Strict)
 	if err != nil {
-		return Report{}, err
+		return rep, err
 	}
-	rep, result, err := finish(ctx, l, "recover", h, attached, p)
-	rep.Result = result
-	rep.AsExpected = succeeded(rep, p) && rep.Rows == p.Input.Users()
+	rep.AsExpected = succeeded(rep) && rep.Rows == rep.wantUsers
 	switch {
 	case deadLetterLesson(rep) != "":
 		rep.Lesson = deadLetterLesson(rep)
@@ -66,5 +63,5 @@ func runRecover(ctx context.Context, l *Lab, p Params) (Report, error) {
 	default:
 		rep.Lesson = "no crash this time; run it again (or with --crash-prob 1) to see a recovery"
 	}
-	return rep, err
+	return rep, nil
 }

@@ -54,18 +54,15 @@ func (l *Lab) retryBadWorkflow(ctx dbos.Context, in Input) (int64, error) {
 }
 
 func runRetryBad(ctx context.Context, l *Lab, p Params) (Report, error) {
-	h, attached, err := startOrAttach(ctx, l, retryBadWorkflowName, l.retryBadWorkflow, p,
-		func() error { return l.prepareStore(ctx, store.Strict) })
+	rep, err := startAndReport(ctx, l, p, "retry-bad", retryBadWorkflowName, l.retryBadWorkflow, store.Strict)
 	if err != nil {
-		return Report{}, err
+		return rep, err
 	}
-	rep, result, err := finish(ctx, l, "retry-bad", h, attached, p)
-	rep.Result = result
 	rep.AsExpected = rep.UniqueViolations > 0 && rep.Status == string(dbos.WorkflowStatusError)
 	if rep.AsExpected {
 		rep.Lesson = fmt.Sprintf("the step wrote, failed, and was retried: the retry wrote the same users again and hit the UNIQUE constraint %d time(s); keep writes out of steps that can fail after writing", rep.UniqueViolations)
 	} else {
 		rep.Lesson = "no retry rewrote a page, so the UNIQUE constraint was never hit (raise --fail-prob or --attempts to see it)"
 	}
-	return rep, err
+	return rep, nil
 }

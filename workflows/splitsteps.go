@@ -66,14 +66,11 @@ func (l *Lab) splitStepsWorkflow(ctx dbos.Context, in Input) (int64, error) {
 }
 
 func runSplitSteps(ctx context.Context, l *Lab, p Params) (Report, error) {
-	h, attached, err := startOrAttach(ctx, l, splitStepsWorkflowName, l.splitStepsWorkflow, p,
-		func() error { return l.prepareStore(ctx, store.Strict) })
+	rep, err := startAndReport(ctx, l, p, "split-steps", splitStepsWorkflowName, l.splitStepsWorkflow, store.Strict)
 	if err != nil {
-		return Report{}, err
+		return rep, err
 	}
-	rep, result, err := finish(ctx, l, "split-steps", h, attached, p)
-	rep.Result = result
-	rep.AsExpected = succeeded(rep, p) && rep.UniqueViolations == 0
+	rep.AsExpected = succeeded(rep) && rep.UniqueViolations == 0
 	switch {
 	case deadLetterLesson(rep) != "":
 		rep.Lesson = deadLetterLesson(rep)
@@ -82,5 +79,5 @@ func runSplitSteps(ctx context.Context, l *Lab, p Params) (Report, error) {
 	default:
 		rep.Lesson = "no crash this time, so rows equal users; run with --crash-prob 1, then again with --crash-prob 0, to see the duplicates"
 	}
-	return rep, err
+	return rep, nil
 }
