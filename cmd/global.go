@@ -30,7 +30,7 @@ func (g *globalOptions) addFlags(root *cobra.Command) {
 	f.StringVar(&g.systemDB, "system-db", "", "DBOS system database URL, sqlite:PATH or postgres://... (env DBOS_SYSTEM_DATABASE_URL or DBOS_DATABASE_URL; default sqlite:DATA-DIR/dbos.sqlite)")
 	f.StringVar(&g.store, "store", "", "users store: a SQLite path or a postgres:// URL (env DURLAB_STORE; default DATA-DIR/users.db)")
 	f.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
-	f.StringVar(&g.logLevel, "log-level", "error", "DBOS log level on stderr: debug, info, warn or error")
+	f.StringVar(&g.logLevel, "log-level", "error", "DBOS log level on stderr: debug, info, warn, error or off (DBOS logs every step retry as an error)")
 	f.StringVar(&g.executorID, "executor-id", "", "DBOS executor ID (env DURLAB_EXECUTOR_ID; default durlab-EXPERIMENT, or durlab-worker-HOSTNAME-QUEUE for workers); a restarted process must reuse its ID to recover its workflows")
 }
 
@@ -65,8 +65,10 @@ func (g *globalOptions) resolve() (resolved, error) {
 		return r, usagef("unknown --output %q: use text or json", g.output)
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
-		return r, usagef("unknown --log-level %q: use debug, info, warn or error", g.logLevel)
+	if g.logLevel == "off" {
+		level = slog.LevelError + 100
+	} else if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return r, usagef("unknown --log-level %q: use debug, info, warn, error or off", g.logLevel)
 	}
 	h := newMutableHandler(slog.NewTextHandler(g.io.Err, &slog.HandlerOptions{Level: level, ReplaceAttr: redactAttr}))
 	r.logger, r.logMuted = slog.New(h), h.muted
