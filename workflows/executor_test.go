@@ -171,18 +171,31 @@ func TestClaimPostgresSurvivesALostSession(t *testing.T) {
 	}
 	defer admin.Close(ctx)
 	const app = "durlab executor w1"
-	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app); err != nil {
+	// lockHolder is the backend holding the claim's advisory lock in this
+	// test's database (pg_locks shows every database's), 0 if none.
+	lockHolder := func() int {
+		var pid int
+		admin.QueryRow(ctx, `SELECT COALESCE(MAX(l.pid), 0) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+			WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = $1
+			AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`, app).Scan(&pid)
+		return pid
+	}
+	old := lockHolder()
+	if old == 0 {
+		t.Fatal("the claim holds no advisory lock")
+	}
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend($1)`, old); err != nil {
 		t.Fatal(err)
 	}
+	// Wait for the lock to be held again, by a new session: the watcher
+	// reconnects, then locks.
 	deadline := time.Now().Add(3 * pgClaimCheck)
 	for {
-		var n int
-		admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&n)
-		if n > 0 {
+		if pid := lockHolder(); pid != 0 && pid != old {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the claim did not reconnect")
+			t.Fatal("the claim did not take its lock again")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
