@@ -49,7 +49,10 @@ func exitCode(err error, stderr io.Writer) int {
 	code := exitUnexpected
 	var ue usageError
 	var se signalError
+	var none errNoSystemDB
 	switch {
+	case errors.As(err, &none):
+		code = exitUsage
 	case errors.As(err, &se):
 		code = 128 + int(se.sig)
 	case errors.As(err, &ue),

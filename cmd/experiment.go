@@ -145,7 +145,7 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	if err != nil {
 		return err
 	}
-	cfg.mute()
+	cfg.hold()
 	lab, err := workflows.Open(ctx, workflows.Config{
 		SystemDB:   cfg.systemDB,
 		Store:      cfg.store,
@@ -157,9 +157,9 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	if err != nil {
 		return err
 	}
-	cfg.unmute()
+	cfg.flush()
 	defer func() {
-		cfg.mute()
+		cfg.quiet()
 		lab.Close()
 	}()
 	if !o.seedSet {

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
@@ -41,7 +40,7 @@ type resolved struct {
 	store    string
 	json     bool
 	logger   *slog.Logger
-	logMuted *atomic.Bool
+	gate     *logGate
 }
 
 func firstNonEmpty(vals ...string) string {
@@ -56,6 +55,12 @@ func firstNonEmpty(vals ...string) string {
 // resolve validates the shared flags and prepares the data folder, which is
 // created 0700 only when an embedded database needs it.
 func (g *globalOptions) resolve() (resolved, error) {
+	return g.resolveFor(true)
+}
+
+// resolveFor resolves the configuration; with create false (the read-only
+// commands) it creates neither the data folder nor a database file.
+func (g *globalOptions) resolveFor(create bool) (resolved, error) {
 	var r resolved
 	switch g.output {
 	case "text":
@@ -70,8 +75,8 @@ func (g *globalOptions) resolve() (resolved, error) {
 	} else if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return r, usagef("unknown --log-level %q: use debug, info, warn, error or off", g.logLevel)
 	}
-	h := newMutableHandler(slog.NewTextHandler(g.io.Err, &slog.HandlerOptions{Level: level, ReplaceAttr: redactAttr}))
-	r.logger, r.logMuted = slog.New(h), h.muted
+	r.gate = &logGate{}
+	r.logger = slog.New(gatedHandler{slog.NewTextHandler(g.io.Err, &slog.HandlerOptions{Level: level, ReplaceAttr: redactAttr}), r.gate})
 	r.dataDir = firstNonEmpty(g.dataDir, os.Getenv("DURLAB_DATA_DIR"), ".durlab")
 	r.systemDB = firstNonEmpty(g.systemDB, os.Getenv("DBOS_SYSTEM_DATABASE_URL"), os.Getenv("DBOS_DATABASE_URL"))
 	r.store = firstNonEmpty(g.store, os.Getenv("DURLAB_STORE"))
@@ -81,15 +86,17 @@ func (g *globalOptions) resolve() (resolved, error) {
 	if err := checkDatabaseURL("--store", r.store); err != nil {
 		return r, err
 	}
-	if r.systemDB == "" || r.store == "" {
+	if create && (r.systemDB == "" || r.store == "") {
 		if err := ensureDataDir(r.dataDir); err != nil {
 			return r, err
 		}
 	}
 	if r.systemDB == "" {
 		path := filepath.Join(r.dataDir, "dbos.sqlite")
-		if err := touch0600(path); err != nil {
-			return r, usagef("cannot create the system database %s: %v", path, err)
+		if create {
+			if err := touch0600(path); err != nil {
+				return r, usagef("cannot create the system database %s: %v", path, err)
+			}
 		}
 		r.systemDB = "sqlite:" + path
 	}

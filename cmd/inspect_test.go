@@ -78,28 +78,29 @@ func TestInspectUsageErrors(t *testing.T) {
 }
 
 // TestInspectEmptySystemDB: on a data folder with no system database yet,
-// the listings say so and a workflow ID is not found.
+// the listings say so, a workflow ID is not found, and nothing is created.
 func TestInspectEmptySystemDB(t *testing.T) {
 	for _, k := range []string{"DBOS_SYSTEM_DATABASE_URL", "DBOS_DATABASE_URL", "DURLAB_STORE", "DURLAB_DATA_DIR"} {
 		t.Setenv(k, "")
 	}
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "data")
+	none := "the system database sqlite:" + filepath.Join(dir, "dbos.sqlite") + " does not exist yet: no durlab run has used it"
 	tests := []struct {
 		args   []string
 		code   int
 		stdout string
 		stderr string
 	}{
-		{[]string{"list-pending"}, 0, "no PENDING or ENQUEUED workflows\n", ""},
-		{[]string{"list-pending", "--name", "recover.users_workflow"}, 0, "no PENDING or ENQUEUED workflows named recover.users_workflow\n", ""},
+		{[]string{"list-pending"}, 0, "no workflows: " + none + "\n", ""},
+		{[]string{"list-pending", "--name", "recover.users_workflow"}, 0, "no workflows: " + none + "\n", ""},
 		{[]string{"list-pending", "--output", "json"}, 0, "[]\n", ""},
-		{[]string{"workflow", "list", "--status", "success,ERROR", "--since", "24h"}, 0, "no workflows match\n", ""},
+		{[]string{"workflow", "list", "--status", "success,ERROR", "--since", "24h"}, 0, "no workflows: " + none + "\n", ""},
 		{[]string{"workflow", "list", "-o", "json"}, 0, "[]\n", ""},
-		{[]string{"workflow", "get", "nosuch"}, 2, "", "durlab: workflow nosuch not found\n"},
-		{[]string{"workflow", "steps", "nosuch"}, 2, "", "durlab: workflow nosuch not found\n"},
-		{[]string{"workflow", "cancel", "nosuch"}, 2, "", "durlab: workflow nosuch not found\n"},
-		{[]string{"workflow", "resume", "nosuch"}, 2, "", "durlab: workflow nosuch not found\n"},
-		{[]string{"workflow", "fork", "nosuch", "--step", "1"}, 2, "", "durlab: workflow nosuch not found\n"},
+		{[]string{"workflow", "get", "nosuch"}, 2, "", "durlab: " + none + "\n"},
+		{[]string{"workflow", "steps", "nosuch"}, 2, "", "durlab: " + none + "\n"},
+		{[]string{"workflow", "cancel", "nosuch"}, 2, "", "durlab: " + none + "\n"},
+		{[]string{"workflow", "resume", "nosuch"}, 2, "", "durlab: " + none + "\n"},
+		{[]string{"workflow", "fork", "nosuch", "--step", "1"}, 2, "", "durlab: " + none + "\n"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -107,6 +108,9 @@ func TestInspectEmptySystemDB(t *testing.T) {
 			if code != tt.code || stdout != tt.stdout || stderr != tt.stderr {
 				t.Errorf("got exit %d, stdout %q, stderr %q; want exit %d, stdout %q, stderr %q",
 					code, stdout, stderr, tt.code, tt.stdout, tt.stderr)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("a read-only command created the data folder %s", dir)
 			}
 		})
 	}

@@ -51,7 +51,7 @@ durlab process take it.`,
 func runListPending(ctx context.Context, o *listPendingOptions) error {
 	in, err := openInspector(ctx, o.global)
 	if err != nil {
-		return err
+		return noWorkflowsYet(err, o.global.io.Out, o.global.output == "json")
 	}
 	defer in.Close()
 	filters := []dbos.ListWorkflowsOption{

@@ -3,34 +3,88 @@ package cmd
 import (
 	"context"
 	"log/slog"
-	"sync/atomic"
+	"sync"
 )
 
-// mutableHandler drops records while muted. DBOS logs an ERROR line for a
-// failure it also returns (a database it cannot reach at start-up), and
-// another for every background task it stops at shutdown; durlab reports the
-// returned error once instead, as the one line a bad configuration gets.
-type mutableHandler struct {
+// logGate shapes DBOS's log around durlab's own error reporting. While DBOS
+// starts, its records are held: a failure it logs and also returns (a
+// database it cannot reach) is then reported once, as the one line a bad
+// configuration gets, and on success the held records are written. While it
+// stops, its ERROR records are dropped: it logs one for every background
+// task it cancels.
+type logGate struct {
+	mu    sync.Mutex
+	state gateState
+	held  []heldRecord
+}
+
+type gateState int
+
+const (
+	gateOpen gateState = iota
+	gateHolding
+	gateQuiet
+)
+
+type heldRecord struct {
+	h slog.Handler
+	r slog.Record
+}
+
+type gatedHandler struct {
 	slog.Handler
-	muted *atomic.Bool
+	gate *logGate
 }
 
-func newMutableHandler(h slog.Handler) mutableHandler {
-	return mutableHandler{Handler: h, muted: new(atomic.Bool)}
+func (h gatedHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.gate.mu.Lock()
+	switch h.gate.state {
+	case gateHolding:
+		h.gate.held = append(h.gate.held, heldRecord{h.Handler, r.Clone()})
+		h.gate.mu.Unlock()
+		return nil
+	case gateQuiet:
+		if r.Level >= slog.LevelError {
+			h.gate.mu.Unlock()
+			return nil
+		}
+	}
+	h.gate.mu.Unlock()
+	return h.Handler.Handle(ctx, r)
 }
 
-func (h mutableHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return !h.muted.Load() && h.Handler.Enabled(ctx, l)
+func (h gatedHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return gatedHandler{Handler: h.Handler.WithAttrs(attrs), gate: h.gate}
 }
 
-func (h mutableHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return mutableHandler{Handler: h.Handler.WithAttrs(attrs), muted: h.muted}
+func (h gatedHandler) WithGroup(name string) slog.Handler {
+	return gatedHandler{Handler: h.Handler.WithGroup(name), gate: h.gate}
 }
 
-func (h mutableHandler) WithGroup(name string) slog.Handler {
-	return mutableHandler{Handler: h.Handler.WithGroup(name), muted: h.muted}
+// hold keeps DBOS's records back until flush; records never flushed are
+// dropped.
+func (r resolved) hold() { r.gate.set(gateHolding) }
+
+// flush writes the held records and lets the next ones through.
+func (r resolved) flush() {
+	g := r.gate
+	g.mu.Lock()
+	held := g.held
+	g.held, g.state = nil, gateOpen
+	g.mu.Unlock()
+	for _, rec := range held {
+		rec.h.Handle(context.Background(), rec.r)
+	}
 }
 
-// mute silences the logger until unmute.
-func (r resolved) mute()   { r.logMuted.Store(true) }
-func (r resolved) unmute() { r.logMuted.Store(false) }
+// quiet drops DBOS's ERROR records from now on: DBOS is stopping.
+func (r resolved) quiet() { r.gate.set(gateQuiet) }
+
+func (g *logGate) set(s gateState) {
+	g.mu.Lock()
+	g.state = s
+	if s != gateHolding {
+		g.held = nil
+	}
+	g.mu.Unlock()
+}

@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -336,7 +337,7 @@ func runDurableProfile(ctx context.Context, o *profileOptions, cfg resolved, rec
 	g := o.global
 	bar := newProgress(g.io, cfg.json, "durable", o.params.Batches)
 	opened := time.Now()
-	cfg.mute()
+	cfg.hold()
 	lab, err := workflows.Open(ctx, workflows.Config{
 		SystemDB:   cfg.systemDB,
 		Store:      cfg.store,
@@ -349,9 +350,9 @@ func runDurableProfile(ctx context.Context, o *profileOptions, cfg resolved, rec
 	if err != nil {
 		return
 	}
-	cfg.unmute()
+	cfg.flush()
 	defer func() {
-		cfg.mute()
+		cfg.quiet()
 		lab.Close()
 	}()
 	startup = time.Since(opened)
@@ -502,6 +503,10 @@ func (p *progress) finish() {
 // a pending workflow still has rows in the store.
 func prepareForPlain(ctx context.Context, o *profileOptions, st store.Store) error {
 	in, err := openInspector(ctx, o.global)
+	var none errNoSystemDB
+	if errors.As(err, &none) {
+		return st.Prepare(ctx, store.Ledger, true) // no system database, nothing pending
+	}
 	if err != nil {
 		return err
 	}

@@ -118,7 +118,7 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 	if store.IsPostgres(cfg.systemDB) && !store.IsPostgres(cfg.store) {
 		fmt.Fprintf(g.io.Err, "durlab worker: note: the store is the local file %s; workers and experiments on other machines must share a Postgres --store\n", cfg.store)
 	}
-	cfg.mute() // DBOS's own lines for an error Open returns anyway
+	cfg.hold() // DBOS's own lines for an error Open returns anyway
 	lab, err := workflows.Open(ctx, workflows.Config{
 		SystemDB:    cfg.systemDB,
 		Store:       cfg.store,
@@ -132,7 +132,7 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 	if err != nil {
 		return err
 	}
-	cfg.unmute()
+	cfg.flush()
 	start := time.Now()
 	id := lab.ExecutorID()
 	where := "SQLite (this machine only)"
@@ -149,7 +149,7 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 	}
 	<-ctx.Done()
 	done, countErr := lab.Finished(start)
-	cfg.mute() // DBOS logs every background task it stops
+	cfg.quiet() // DBOS logs every background task it stops
 	closeErr := lab.Close()
 	if countErr == nil {
 		fmt.Fprintf(g.io.Err, "durlab worker: executor %s finished %d workflow(s) of queue %s in %s\n", id, done, o.queue, time.Since(start).Round(time.Millisecond))

@@ -100,10 +100,20 @@ type inspector struct {
 // client only verifies the schema; nothing is launched, so nothing is
 // recovered.
 func openInspector(ctx context.Context, g *globalOptions) (*inspector, error) {
-	cfg, err := g.resolve()
+	cfg, err := g.resolveFor(false)
 	if err != nil {
 		return nil, err
 	}
+	// Reading must not create: DBOS would make a missing database (and
+	// its folder) on the way to finding nothing in it.
+	exists, err := workflows.SystemDBExists(ctx, cfg.systemDB)
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, errNoSystemDB{redactURL(cfg.systemDB)}
+	}
+	cfg.hold() // DBOS's own lines for an error NewClient returns anyway
 	migrate := func() error { return dbos.Migrate(ctx, cfg.systemDB, dbos.WithMigrateLogger(cfg.logger)) }
 	if err := workflows.WithMigrationLock(ctx, cfg.systemDB, migrate); err != nil {
 		// A role without DDL rights can still read a migrated database:
@@ -118,11 +128,13 @@ func openInspector(ctx context.Context, g *globalOptions) (*inspector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", workflows.ErrSystemDB, err)
 	}
+	cfg.flush()
 	return &inspector{client: client, cfg: cfg, io: g.io}, nil
 }
 
 // Close shuts the client down: its connections and notification listener.
 func (in *inspector) Close() {
+	in.cfg.quiet() // a Postgres client logs its cancelled notification listener
 	if err := in.client.Shutdown(in.client, clientShutdownTimeout); err != nil {
 		in.cfg.logger.Warn("closing the DBOS client", slog.Any("error", err))
 	}
@@ -250,4 +262,22 @@ func whereItRuns(st dbos.WorkflowStatus) string {
 	}
 	return fmt.Sprintf("nothing runs it yet: it runs at the next %s or `durlab worker` (any durlab process of version %s dequeues it while it is up); follow it with `durlab workflow get %s`",
 		run, workflows.AppVersion, st.ID)
+}
+
+// errNoSystemDB: the system database does not exist yet, so it holds no
+// workflow. Listings print nothing; looking one workflow up is a usage error.
+type errNoSystemDB struct{ where string }
+
+func (e errNoSystemDB) Error() string {
+	return fmt.Sprintf("the system database %s does not exist yet: no durlab run has used it", e.where)
+}
+
+// noWorkflowsYet prints an empty listing when err is errNoSystemDB, and
+// otherwise returns err as a usage error or as it is.
+func noWorkflowsYet(err error, out io.Writer, asJSON bool) error {
+	var none errNoSystemDB
+	if !errors.As(err, &none) {
+		return err
+	}
+	return printWorkflowRows(out, asJSON, nil, "no workflows: "+none.Error())
 }

@@ -171,7 +171,7 @@ func (o *workflowListOptions) filters() []dbos.ListWorkflowsOption {
 func runWorkflowList(ctx context.Context, o *workflowListOptions) error {
 	in, err := openInspector(ctx, o.global)
 	if err != nil {
-		return err
+		return noWorkflowsYet(err, o.global.io.Out, o.global.output == "json")
 	}
 	defer in.Close()
 	wfs, err := dbos.ListWorkflows(in.client, o.filters()...)

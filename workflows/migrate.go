@@ -2,12 +2,15 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // WithMigrationLock runs f, which may create or migrate the DBOS system
@@ -52,4 +55,34 @@ func WithMigrationLock(ctx context.Context, systemDB string, f func() error) err
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext($1))`, key)
 	return f()
+}
+
+// SystemDBExists tells whether the system database exists, without
+// creating it: a SQLite file that is there and not empty, or a Postgres
+// database the server knows.
+func SystemDBExists(ctx context.Context, systemDB string) (bool, error) {
+	if path, ok := strings.CutPrefix(systemDB, "sqlite:"); ok {
+		path, _, _ = strings.Cut(path, "?")
+		if path == "" || strings.HasPrefix(path, ":memory:") {
+			return true, nil
+		}
+		st, err := os.Stat(strings.TrimPrefix(path, "file:"))
+		return err == nil && st.Size() > 0, nil
+	}
+	cfg, err := pgx.ParseConfig(systemDB)
+	if err != nil {
+		return true, nil // DBOS reports the malformed URL
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(cctx, cfg)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "3D000" { // invalid_catalog_name
+		return false, nil
+	}
+	if err != nil {
+		return true, nil // unreachable: DBOS reports it
+	}
+	conn.Close(context.WithoutCancel(ctx))
+	return true, nil
 }
