@@ -130,6 +130,7 @@ func printComparison(io IOStreams, sum compareSummary) {
 	row("step attempts", func(_ runSummary, rep workflows.Report) string { return num(rep.StepAttempts) })
 	row("injected failures", func(_ runSummary, rep workflows.Report) string { return num(rep.InjectedFailures) })
 	row("crashes", func(r runSummary, _ workflows.Report) string { return fmt.Sprint(r.Crashes) })
+	row("  after a commit", func(_ runSummary, rep workflows.Report) string { return num(rep.CommitCrashes) })
 	row("processes", func(r runSummary, _ workflows.Report) string { return fmt.Sprint(r.Attempts) })
 	row("wall time", func(r runSummary, _ workflows.Report) string { return r.Elapsed })
 	row("as expected", func(_ runSummary, rep workflows.Report) string {

@@ -203,8 +203,8 @@ func printReport(io IOStreams, asJSON bool, rep workflows.Report, elapsed time.D
 	fmt.Fprintf(w, "result\t%d: %s\n", rep.Result, verdict)
 	fmt.Fprintf(w, "expected\t%s\n", rep.Expected)
 	fmt.Fprintf(w, "rows\t%d rows, %d unique users, %d duplicates\n", rep.Rows, rep.UniqueUsers, rep.Duplicates)
-	fmt.Fprintf(w, "steps\t%d attempts, %d injected failures (%d crashes), %d UNIQUE violations\n",
-		rep.StepAttempts, rep.InjectedFailures, rep.Crashes, rep.UniqueViolations)
+	fmt.Fprintf(w, "steps\t%d attempts, %d injected failures (%d crashes, %d right after a commit), %d UNIQUE violations\n",
+		rep.StepAttempts, rep.InjectedFailures, rep.Crashes, rep.CommitCrashes, rep.UniqueViolations)
 	if rep.Error != "" {
 		fmt.Fprintf(w, "error\t%s\n", oneLine(redactAll(rep.Error)))
 	}

@@ -63,7 +63,8 @@ func openPostgres(ctx context.Context, dsn string) (Store, error) {
 			step_attempts BIGINT NOT NULL DEFAULT 0,
 			injected_failures BIGINT NOT NULL DEFAULT 0,
 			unique_violations BIGINT NOT NULL DEFAULT 0,
-			crashes BIGINT NOT NULL DEFAULT 0)`)
+			crashes BIGINT NOT NULL DEFAULT 0,
+		commit_crashes BIGINT NOT NULL DEFAULT 0)`)
 		return err
 	})
 	if errors.Is(err, ErrForeignSchema) {
@@ -284,21 +285,22 @@ func (s *pgStore) Counts(ctx context.Context, workflowID string) (Counts, error)
 
 func (s *pgStore) AddStats(ctx context.Context, workflowID string, d Stats) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO durlab_stats AS t
-		(workflow_id, step_attempts, injected_failures, unique_violations, crashes) VALUES ($1, $2, $3, $4, $5)
+		(workflow_id, step_attempts, injected_failures, unique_violations, crashes, commit_crashes) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (workflow_id) DO UPDATE SET
 		step_attempts = t.step_attempts + excluded.step_attempts,
 		injected_failures = t.injected_failures + excluded.injected_failures,
 		unique_violations = t.unique_violations + excluded.unique_violations,
-		crashes = t.crashes + excluded.crashes`,
-		workflowID, d.StepAttempts, d.InjectedFailures, d.UniqueViolations, d.Crashes)
+		crashes = t.crashes + excluded.crashes,
+		commit_crashes = t.commit_crashes + excluded.commit_crashes`,
+		workflowID, d.StepAttempts, d.InjectedFailures, d.UniqueViolations, d.Crashes, d.CommitCrashes)
 	return err
 }
 
 func (s *pgStore) Stats(ctx context.Context, workflowID string) (Stats, error) {
 	var st Stats
-	err := s.pool.QueryRow(ctx, `SELECT step_attempts, injected_failures, unique_violations, crashes
+	err := s.pool.QueryRow(ctx, `SELECT step_attempts, injected_failures, unique_violations, crashes, commit_crashes
 		FROM durlab_stats WHERE workflow_id = $1`, workflowID).
-		Scan(&st.StepAttempts, &st.InjectedFailures, &st.UniqueViolations, &st.Crashes)
+		Scan(&st.StepAttempts, &st.InjectedFailures, &st.UniqueViolations, &st.Crashes, &st.CommitCrashes)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Stats{}, nil
 	}

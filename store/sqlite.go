@@ -106,7 +106,8 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 		step_attempts INTEGER NOT NULL DEFAULT 0,
 		injected_failures INTEGER NOT NULL DEFAULT 0,
 		unique_violations INTEGER NOT NULL DEFAULT 0,
-		crashes INTEGER NOT NULL DEFAULT 0)`); err != nil {
+		crashes INTEGER NOT NULL DEFAULT 0,
+		commit_crashes INTEGER NOT NULL DEFAULT 0)`); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
 	}
@@ -235,21 +236,22 @@ func (s *sqliteStore) Counts(ctx context.Context, workflowID string) (Counts, er
 
 func (s *sqliteStore) AddStats(ctx context.Context, workflowID string, d Stats) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO durlab_stats
-		(workflow_id, step_attempts, injected_failures, unique_violations, crashes) VALUES (?, ?, ?, ?, ?)
+		(workflow_id, step_attempts, injected_failures, unique_violations, crashes, commit_crashes) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (workflow_id) DO UPDATE SET
 		step_attempts = step_attempts + excluded.step_attempts,
 		injected_failures = injected_failures + excluded.injected_failures,
 		unique_violations = unique_violations + excluded.unique_violations,
-		crashes = crashes + excluded.crashes`,
-		workflowID, d.StepAttempts, d.InjectedFailures, d.UniqueViolations, d.Crashes)
+		crashes = crashes + excluded.crashes,
+		commit_crashes = commit_crashes + excluded.commit_crashes`,
+		workflowID, d.StepAttempts, d.InjectedFailures, d.UniqueViolations, d.Crashes, d.CommitCrashes)
 	return err
 }
 
 func (s *sqliteStore) Stats(ctx context.Context, workflowID string) (Stats, error) {
 	var st Stats
-	err := s.db.QueryRowContext(ctx, `SELECT step_attempts, injected_failures, unique_violations, crashes
+	err := s.db.QueryRowContext(ctx, `SELECT step_attempts, injected_failures, unique_violations, crashes, commit_crashes
 		FROM durlab_stats WHERE workflow_id = ?`, workflowID).
-		Scan(&st.StepAttempts, &st.InjectedFailures, &st.UniqueViolations, &st.Crashes)
+		Scan(&st.StepAttempts, &st.InjectedFailures, &st.UniqueViolations, &st.Crashes, &st.CommitCrashes)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Stats{}, nil
 	}

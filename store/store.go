@@ -68,12 +68,13 @@ type Stats struct {
 	InjectedFailures int64
 	UniqueViolations int64
 	Crashes          int64
+	CommitCrashes    int64 // the crashes right after an insert committed
 }
 
 // Add returns the field-wise sum.
 func (s Stats) Add(o Stats) Stats {
 	return Stats{s.StepAttempts + o.StepAttempts, s.InjectedFailures + o.InjectedFailures,
-		s.UniqueViolations + o.UniqueViolations, s.Crashes + o.Crashes}
+		s.UniqueViolations + o.UniqueViolations, s.Crashes + o.Crashes, s.CommitCrashes + o.CommitCrashes}
 }
 
 // Statement is one SQL statement with its arguments, in the store's dialect.

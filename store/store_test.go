@@ -127,11 +127,11 @@ func TestStatsAccumulate(t *testing.T) {
 			t.Fatalf("empty stats = %+v, %v", st, err)
 		}
 		for range 2 {
-			if err := s.AddStats(ctx, "wf", Stats{StepAttempts: 3, InjectedFailures: 1, Crashes: 1}); err != nil {
+			if err := s.AddStats(ctx, "wf", Stats{StepAttempts: 3, InjectedFailures: 1, Crashes: 1, CommitCrashes: 1}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if st, _ := s.Stats(ctx, "wf"); st != (Stats{StepAttempts: 6, InjectedFailures: 2, Crashes: 2}) {
+		if st, _ := s.Stats(ctx, "wf"); st != (Stats{StepAttempts: 6, InjectedFailures: 2, Crashes: 2, CommitCrashes: 2}) {
 			t.Fatalf("stats = %+v", st)
 		}
 	})

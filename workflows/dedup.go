@@ -77,7 +77,7 @@ func (l *Lab) dedupBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error)
 		}
 		// Committed, not yet checkpointed: a crash here makes the
 		// recovered execution insert the batch again.
-		l.maybeCrash(sctx, in.Seed, l.faults.CommitCrashProb, in.Root, in.role(), execution, fmt.Sprintf("after committing batch %d (attempt %d)", in.Batch, attempt))
+		l.maybeCrashAfterCommit(sctx, in, execution, attempt)
 		if l.failsAfterWrite(in, execution, attempt) {
 			return insertOutput{}, fmt.Errorf("injected failure after inserting batch %d (attempt %d)", in.Batch, attempt)
 		}
@@ -123,6 +123,8 @@ func runBatchExperiment(ctx context.Context, l *Lab, p Params, exp, name string,
 		rep.Lesson = deadLetterLesson(rep)
 	case !rep.AsExpected:
 		rep.Lesson = fmt.Sprintf("the workflow ended %s with %d of %d users", rep.Status, result, want)
+	case rep.Duplicates > 0 && rep.CommitCrashes > 0:
+		rep.Lesson = fmt.Sprintf("%d duplicate rows, from retried inserts and from %d crash(es) right after an insert committed (the recovery ran the insert again), yet the window-function count is exactly %d", rep.Duplicates, rep.CommitCrashes, result)
 	case rep.Duplicates > 0:
 		rep.Lesson = fmt.Sprintf("%d duplicate rows from retried inserts and recovered executions, yet the window-function count is exactly %d", rep.Duplicates, result)
 	default:

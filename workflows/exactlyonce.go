@@ -79,7 +79,7 @@ func (l *Lab) exactlyOnceBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, 
 	}
 	// The same crash point as dedup's: the insert has committed, the
 	// workflow has not moved on. Here the checkpoint committed with it.
-	l.maybeCrash(ctx, in.Seed, l.faults.CommitCrashProb, in.Root, in.role(), execution, fmt.Sprintf("after committing batch %d (attempt %d)", in.Batch, attempt))
+	l.maybeCrashAfterCommit(ctx, in, execution, attempt)
 	return int64(out.Rows), nil
 }
 
@@ -90,7 +90,7 @@ func runExactlyOnce(ctx context.Context, l *Lab, p Params) (Report, error) {
 	}
 	rep.AsExpected = rep.AsExpected && rep.Rows == rep.UniqueUsers
 	if rep.AsExpected {
-		rep.Lesson = fmt.Sprintf("every insert committed together with its checkpoint: %d rows for %d users, 0 duplicates, after %d injected failures and %d crashes", rep.Rows, rep.UniqueUsers, rep.InjectedFailures, rep.Crashes)
+		rep.Lesson = fmt.Sprintf("every insert committed together with its checkpoint: %d rows for %d users, 0 duplicates, after %d injected failures and %d crashes (%d right after an insert committed: its recovery found the step done)", rep.Rows, rep.UniqueUsers, rep.InjectedFailures, rep.Crashes, rep.CommitCrashes)
 	} else if rep.Duplicates > 0 {
 		rep.Lesson = fmt.Sprintf("%d duplicates: an insert and its checkpoint did not commit together", rep.Duplicates)
 	}

@@ -111,6 +111,7 @@ type Report struct {
 	StepAttempts     int64  `json:"step_attempts"`
 	InjectedFailures int64  `json:"injected_failures"`
 	Crashes          int64  `json:"crashes"`
+	CommitCrashes    int64  `json:"commit_crashes"`
 	Recoveries       int    `json:"recoveries"`
 	UniqueViolations int64  `json:"unique_violations"`
 	Seed             int64  `json:"seed"`
@@ -259,7 +260,7 @@ func finish[R any](ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandl
 		return rep, r, err
 	}
 	rep.StepAttempts, rep.InjectedFailures = s.StepAttempts, s.InjectedFailures
-	rep.Crashes, rep.UniqueViolations = s.Crashes, s.UniqueViolations
+	rep.Crashes, rep.CommitCrashes, rep.UniqueViolations = s.Crashes, s.CommitCrashes, s.UniqueViolations
 	return rep, r, nil
 }
 

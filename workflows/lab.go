@@ -346,8 +346,14 @@ func (l *Lab) flush(ctx context.Context, root string) error {
 
 // crash records the crash, then kills this process with SIGKILL, like the
 // OOM killer: no deferred function, no DBOS shutdown.
-func (l *Lab) crash(ctx context.Context, root, where string) {
-	l.count(root, func(s *store.Stats) { s.Crashes++; s.InjectedFailures++ })
+func (l *Lab) crash(ctx context.Context, root, where string, afterCommit bool) {
+	l.count(root, func(s *store.Stats) {
+		s.Crashes++
+		s.InjectedFailures++
+		if afterCommit {
+			s.CommitCrashes++
+		}
+	})
 	if err := l.flush(ctx, root); err != nil {
 		fmt.Fprintf(l.notices, "durlab: could not record the crash: %v\n", err)
 	}
@@ -363,6 +369,16 @@ const mainRole = "main"
 // the workflow in its run, its execution number and the crash point.
 func (l *Lab) maybeCrash(ctx context.Context, seed int64, p float64, root, role string, execution int, where string) {
 	if p > 0 && chance(seed, role, execution, where) < p {
-		l.crash(ctx, root, where)
+		l.crash(ctx, root, where, false)
+	}
+}
+
+// maybeCrashAfterCommit is the crash point right after an insert commits
+// and before the workflow moves on (--commit-crash-prob), counted apart so
+// the report can say what it did.
+func (l *Lab) maybeCrashAfterCommit(ctx context.Context, in BatchInput, execution, attempt int) {
+	where := fmt.Sprintf("after committing batch %d (attempt %d)", in.Batch, attempt)
+	if p := l.faults.CommitCrashProb; p > 0 && chance(in.Seed, in.role(), execution, where) < p {
+		l.crash(ctx, in.Root, where, true)
 	}
 }
