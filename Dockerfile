@@ -6,7 +6,7 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN ./scripts/build-static.sh /out/durlab && mkdir -p /out/data
+RUN ./scripts/build-static.sh /out/durlab && mkdir -p -m 0700 /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/durlab /usr/local/bin/durlab

@@ -162,8 +162,11 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 		cfg.quiet()
 		lab.Close()
 	}()
-	if !o.seedSet {
+	if !o.seedSet && o.exp.HasFaults() {
 		fmt.Fprintf(g.io.Err, "durlab: %s with seed %d (replay with --seed %d)\n", o.exp.Name, o.params.Seed, o.params.Seed)
+	}
+	if o.params.Queue != "" && o.exp.HasFaults() {
+		fmt.Fprintf(g.io.Err, "durlab: the batches run on the workers of queue %s and obey the workers' fault flags; this command's --fail-prob, --gen-fail-prob and --commit-crash-prob apply only to batches it runs itself, its --crash-prob to the main workflow\n", o.params.Queue)
 	}
 	start := time.Now()
 	rep, err := o.exp.Run(ctx, lab, o.params)

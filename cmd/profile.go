@@ -356,7 +356,7 @@ func runDurableProfile(ctx context.Context, o *profileOptions, cfg resolved, rec
 		lab.Close()
 	}()
 	startup = time.Since(opened)
-	if !o.seedSet {
+	if !o.seedSet && o.exp.HasFaults() {
 		fmt.Fprintf(g.io.Err, "durlab: %s with seed %d (replay with --seed %d)\n", o.exp.Name, o.params.Seed, o.params.Seed)
 	}
 	if err = rec.Start(); err != nil {

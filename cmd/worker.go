@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -152,7 +153,11 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 	cfg.quiet() // DBOS logs every background task it stops
 	closeErr := lab.Close()
 	if countErr == nil {
-		fmt.Fprintf(g.io.Err, "durlab worker: executor %s finished %d workflow(s) of queue %s in %s\n", id, done, o.queue, time.Since(start).Round(time.Millisecond))
+		elapsed := time.Since(start).Round(time.Millisecond)
+		fmt.Fprintf(g.io.Err, "durlab worker: executor %s finished %d workflow(s) of queue %s in %s\n", id, done, o.queue, elapsed)
+		if cfg.json {
+			json.NewEncoder(g.io.Out).Encode(workerSummary{ExecutorID: id, Queue: o.queue, Finished: done, Elapsed: elapsed.String()})
+		}
 	}
 	if closeErr != nil {
 		fmt.Fprintf(g.io.Err, "durlab worker: shutdown: %s\n", oneLine(redactAll(closeErr.Error())))
@@ -163,4 +168,12 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 		return fmt.Errorf("%w: %w", se, stopped)
 	}
 	return fmt.Errorf("%w: %w", workflows.ErrInterrupted, stopped)
+}
+
+// workerSummary is what a stopped worker prints with --output json.
+type workerSummary struct {
+	ExecutorID string `json:"executor_id"`
+	Queue      string `json:"queue"`
+	Finished   int    `json:"finished"`
+	Elapsed    string `json:"elapsed"`
 }

@@ -75,6 +75,12 @@ func (e Experiment) Has(k Knob) bool {
 	return false
 }
 
+// HasFaults tells whether the experiment injects faults, so that its seed
+// decides anything.
+func (e Experiment) HasFaults() bool {
+	return e.Has(KnobFailProb) || e.Has(KnobCrashProb) || e.Has(KnobGenFailProb) || e.Has(KnobCommitCrashProb)
+}
+
 // Run runs the experiment on l.
 func (e Experiment) Run(ctx context.Context, l *Lab, p Params) (Report, error) {
 	return e.run(ctx, l, p)
