@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -83,6 +84,18 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	f.Close()
+	// Two processes opening a new file at once race to switch it to WAL,
+	// and SQLite answers the loser "database is locked" without waiting
+	// for its busy timeout: opening is serialised on a lock file.
+	lock, err := os.OpenFile(path+".open-lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("%w: lock %s: %v", ErrUnavailable, lock.Name(), err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_busy_timeout", "10000")
