@@ -173,7 +173,7 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	if err != nil {
 		return interruption(ctx, err)
 	}
-	rep.Expected = o.exp.Expected(o.params)
+	rep.Expected = o.exp.Expected(workflows.Params{Input: rep.RunInput(), Faults: o.params.Faults})
 	if err := printReport(g.io, cfg.json, rep, time.Since(start)); err != nil {
 		return err
 	}

@@ -110,10 +110,9 @@ func (l *Lab) generateBatch(ctx dbos.Context, in BatchInput, execution int) ([][
 
 // mainExecution is one execution of a batch experiment's main workflow.
 type mainExecution struct {
-	wfID      string
-	execution int
-	started   time.Time
-	crashProb float64
+	wfID        string
+	execution   int
+	crashPoints bool // the experiment has crash points after its batches
 }
 
 // runBatches is the main workflow of the batch experiments: it runs the
@@ -125,14 +124,17 @@ type mainExecution struct {
 // recovered execution replays the batches an earlier one finished, and the
 // Python original passes their crash points again; past a few dozen batches
 // a recovery then almost never gets through (0.9^95 at 100 batches) and DBOS
-// dead-letters the workflow, which teaches nothing about the workload.
-func (l *Lab) runBatches(ctx dbos.Context, in Input, child dbos.Workflow[BatchInput, int64], crashProb float64) (int64, error) {
+// dead-letters the workflow, which teaches nothing about the workload. So a
+// step after each batch records the execution that saw it done: replayed,
+// it returns an earlier execution's number. The step is there whatever the
+// knobs say, so that every execution has the same sequence of steps.
+func (l *Lab) runBatches(ctx dbos.Context, in Input, child dbos.Workflow[BatchInput, int64], crashPoints bool) (int64, error) {
 	wfID, execution, err := l.workflowContext(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer l.flush(ctx, wfID)
-	run := mainExecution{wfID: wfID, execution: execution, started: time.Now(), crashProb: crashProb}
+	run := mainExecution{wfID: wfID, execution: execution, crashPoints: crashPoints}
 	var opts []dbos.WorkflowOption
 	if in.Queue != "" {
 		q, err := l.batchQueue(ctx, in.Queue)
@@ -171,17 +173,18 @@ func (l *Lab) awaitBatch(ctx dbos.Context, in Input, run mainExecution, b int, h
 	if l.progress != nil {
 		l.progress(b, in.Batches)
 	}
-	if run.crashProb > 0 && b > l.faults.CrashAfterBatch && l.finishedSince(ctx, h.GetWorkflowID(), run.started) {
-		l.maybeCrash(ctx, in.Seed, run.crashProb, run.wfID, mainRole, run.execution, fmt.Sprintf("after batch %d", b))
+	if !run.crashPoints {
+		return nil
+	}
+	doneIn, err := dbos.RunAsStep(ctx, func(context.Context) (int, error) { return run.execution, nil },
+		dbos.WithStepName(fmt.Sprintf("batch_%d_done", b)))
+	if err != nil {
+		return err
+	}
+	if doneIn == run.execution && b > l.faults.CrashAfterBatch {
+		l.maybeCrash(ctx, in.Seed, l.faults.CrashProb, run.wfID, mainRole, run.execution, fmt.Sprintf("after batch %d", b))
 	}
 	return nil
-}
-
-// finishedSince tells whether workflow id finished at or after t: that
-// this execution ran it, rather than replaying an earlier execution's result.
-func (l *Lab) finishedSince(ctx context.Context, id string, t time.Time) bool {
-	st, err := l.status(ctx, id)
-	return err != nil || st.CompletedAt.IsZero() || !st.CompletedAt.Before(t)
 }
 
 // batchesExpected is the Expected text of the batch experiments.

@@ -50,7 +50,7 @@ Use 'durlab run dedup --until-success' to restart it after each crash.`,
 }
 
 func (l *Lab) dedupWorkflow(ctx dbos.Context, in Input) (int64, error) {
-	return l.runBatches(ctx, in, l.dedupBatchWorkflow, l.faults.CrashProb)
+	return l.runBatches(ctx, in, l.dedupBatchWorkflow, true)
 }
 
 func (l *Lab) dedupBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {

@@ -35,7 +35,7 @@ together. Compare the two with 'durlab compare'.`,
 }
 
 func (l *Lab) exactlyOnceWorkflow(ctx dbos.Context, in Input) (int64, error) {
-	return l.runBatches(ctx, in, l.exactlyOnceBatchWorkflow, l.faults.CrashProb)
+	return l.runBatches(ctx, in, l.exactlyOnceBatchWorkflow, true)
 }
 
 func (l *Lab) exactlyOnceBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {

@@ -127,7 +127,12 @@ type Report struct {
 	Lesson string `json:"lesson"`
 
 	wantUsers int64 // the users the workflow's own input generates
+	input     Input // the workflow's own input
 }
+
+// RunInput is the input the reported workflow ran with: a resumed workflow
+// keeps the one it was started with.
+func (r Report) RunInput() Input { return r.input }
 
 // startOrAttach implements the seed's start-up for a named workflow: a
 // PENDING or ENQUEUED workflow of that name is attached to instead of
@@ -249,7 +254,7 @@ func finish[R any](ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandl
 	if !ok {
 		in = p.Input
 	}
-	rep.Seed, rep.wantUsers = in.Seed, in.Users()
+	rep.Seed, rep.wantUsers, rep.input = in.Seed, in.Users(), in
 	if runErr != nil {
 		rep.Error = runErr.Error()
 	}
@@ -278,6 +283,9 @@ func inputOf(st dbos.WorkflowStatus) (Input, bool) {
 		return v, true
 	case nil:
 		return Input{}, false
+	case string: // DBOS hands back the recorded JSON
+		var in Input
+		return in, json.Unmarshal([]byte(v), &in) == nil && in.Pages > 0
 	default:
 		b, err := json.Marshal(v)
 		if err != nil {

@@ -62,7 +62,7 @@ const (
 	// AppName is the DBOS application name of every durlab process.
 	AppName = "durlab"
 	// AppVersion is the DBOS application version; see the package comment.
-	AppVersion = "durlab-1"
+	AppVersion = "durlab-2"
 	// pollInterval replaces DBOS's 1 s handle polling, which would add a
 	// second to every recovered child workflow.
 	pollInterval = 20 * time.Millisecond

@@ -35,7 +35,7 @@ no DBOS at all to measure the price of durability.`,
 }
 
 func (l *Lab) profileWorkflow(ctx dbos.Context, in Input) (int64, error) {
-	return l.runBatches(ctx, in, l.profileBatchWorkflow, 0)
+	return l.runBatches(ctx, in, l.profileBatchWorkflow, false)
 }
 
 func (l *Lab) profileBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
