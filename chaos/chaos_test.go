@@ -151,7 +151,7 @@ func assertEveryPage(t *testing.T, path, workflowID string, sz sizes) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query(`SELECT DISTINCT id FROM users WHERE workflow_id = ?`, workflowID)
+	rows, err := db.Query(`SELECT DISTINCT id FROM users_ledger WHERE workflow_id = ?`, workflowID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.As(err, &se):
 		code = 128 + int(se.sig)
 	case errors.As(err, &ue),
-		errors.Is(err, store.ErrForeignSchema), errors.Is(err, store.ErrOtherVariant),
+		errors.Is(err, store.ErrForeignSchema),
 		errors.Is(err, store.ErrUnavailable),
 		errors.Is(err, workflows.ErrSystemDB),
 		errors.Is(err, workflows.ErrExecutorInUse), errors.Is(err, workflows.ErrBadQueue):

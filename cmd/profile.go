@@ -296,7 +296,8 @@ func runPlainProfile(ctx context.Context, o *profileOptions, cfg resolved, t *wo
 		return workflows.Report{}, 0, err
 	}
 	defer st.Close()
-	if err := prepareForPlain(ctx, o, st); err != nil {
+	tb := st.Table(store.Ledger)
+	if err := prepareForPlain(ctx, o, tb); err != nil {
 		return workflows.Report{}, 0, err
 	}
 	runID := "plain-" + uuid.NewString()
@@ -308,19 +309,18 @@ func runPlainProfile(ctx context.Context, o *profileOptions, cfg resolved, t *wo
 	}
 	bar.start()
 	start := time.Now()
-	// The table is ready (prepareForPlain); checking it again is all the
-	// timed run does of it.
-	prepare := func() error { return st.Prepare(ctx, store.Ledger, false) }
-	result, err := workflows.RunPlain(ctx, st, o.params.Input, runID, t, bar.update, prepare)
-	var c store.Counts
-	if err == nil {
-		c, err = st.Counts(ctx, runID)
-	}
+	c, err := workflows.RunPlain(ctx, tb, o.params.Input, runID, t, bar.update)
 	d := time.Since(start)
 	bar.finish()
+	// The plain run's rows served their purpose; a durable run would leave
+	// them to the next run's emptying, which cannot tell a plain run is over.
+	if _, derr := tb.Delete(context.WithoutCancel(ctx), []string{runID}); derr != nil && err == nil {
+		err = derr
+	}
 	if err != nil {
 		return workflows.Report{}, 0, interruption(ctx, err)
 	}
+	result := c.Latest
 	want := o.params.Input.Users()
 	rep := workflows.Report{Experiment: o.exp.Name, WorkflowID: runID, Status: "SUCCESS", Result: result,
 		Rows: c.Rows, UniqueUsers: c.UniqueUsers, Duplicates: c.Rows - c.UniqueUsers, Seed: o.params.Seed}
@@ -498,18 +498,21 @@ func (p *progress) finish() {
 	}
 }
 
-// prepareForPlain empties the users table for the plain run, as a durable
-// run would: the plain run has no DBOS of its own, so a client tells whether
-// a pending workflow still has rows in the store.
-func prepareForPlain(ctx context.Context, o *profileOptions, st store.Store) error {
+// prepareForPlain empties the ledger table of finished workflows for the
+// plain run, as a durable run would: the plain run has no DBOS of its own,
+// so a client tells which workflows are finished.
+func prepareForPlain(ctx context.Context, o *profileOptions, tb store.Table) error {
+	if err := tb.Prepare(ctx); err != nil {
+		return err
+	}
 	in, err := openInspector(ctx, o.global)
 	var none errNoSystemDB
 	if errors.As(err, &none) {
-		return st.Prepare(ctx, store.Ledger, true) // no system database, nothing pending
+		return nil // no system database: no workflow to judge
 	}
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	return workflows.PrepareStore(ctx, in.client, st, store.Ledger, o.global.io.Err)
+	return workflows.PrepareStore(ctx, in.client, tb)
 }

@@ -55,8 +55,10 @@ func openPostgres(ctx context.Context, dsn string) (Store, error) {
 	s := &pgStore{pool: pool}
 	err = s.locked(ctx, func(tx pgx.Tx) error {
 		// Refuse a foreign users table before writing anything beside it.
-		if _, _, err := pgVariant(ctx, tx); err != nil {
-			return err
+		for _, v := range []Variant{Strict, Ledger} {
+			if err := pgCheckTable(ctx, tx, v); err != nil {
+				return err
+			}
 		}
 		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS durlab_stats (
 			workflow_id TEXT PRIMARY KEY,
@@ -163,12 +165,12 @@ func (s *pgStore) locked(ctx context.Context, f func(tx pgx.Tx) error) error {
 	return tx.Commit(ctx)
 }
 
-func pgTable(v Variant) string {
+func pgCreateTable(v Variant) string {
 	key := "id, workflow_id, analyzed_at"
 	if v == Ledger {
 		key += ", created_at"
 	}
-	return `CREATE TABLE users (
+	return `CREATE TABLE IF NOT EXISTS ` + v.Table() + ` (
 		id TEXT NOT NULL,
 		external_id TEXT NOT NULL,
 		name TEXT NOT NULL,
@@ -178,17 +180,16 @@ func pgTable(v Variant) string {
 		PRIMARY KEY (` + key + `))`
 }
 
-// pgVariant reads the shape of the users table the search_path resolves to:
-// exists is false when there is none. Any primary key other than durlab's
-// two makes the table foreign.
-func pgVariant(ctx context.Context, tx pgx.Tx) (v Variant, exists bool, err error) {
+// pgCheckTable returns ErrForeignSchema when the variant's table, as the
+// search_path resolves it, exists with other columns or another primary key.
+func pgCheckTable(ctx context.Context, tx pgx.Tx, v Variant) error {
 	rows, err := tx.Query(ctx, `SELECT a.attname::text, COALESCE(a.attnum = ANY(i.indkey::int2[]), false)
 		FROM pg_attribute a
 		LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
-		WHERE a.attrelid = to_regclass('users') AND a.attnum > 0 AND NOT a.attisdropped
-		ORDER BY a.attnum`)
+		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+		ORDER BY a.attnum`, v.Table())
 	if err != nil {
-		return 0, false, err
+		return err
 	}
 	defer rows.Close()
 	var names, key []string
@@ -196,7 +197,7 @@ func pgVariant(ctx context.Context, tx pgx.Tx) (v Variant, exists bool, err erro
 		var name string
 		var inKey bool
 		if err := rows.Scan(&name, &inKey); err != nil {
-			return 0, false, err
+			return err
 		}
 		names = append(names, name)
 		if inKey {
@@ -204,56 +205,56 @@ func pgVariant(ctx context.Context, tx pgx.Tx) (v Variant, exists bool, err erro
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return 0, false, err
+		return err
 	}
 	if len(names) == 0 {
-		return 0, false, nil
+		return nil
 	}
-	if err := checkColumns(names); err != nil {
-		return 0, true, err
+	if err := checkColumns(v, names); err != nil {
+		return err
 	}
 	sort.Strings(key)
-	switch strings.Join(key, ",") {
-	case "analyzed_at,id,workflow_id":
-		return Strict, true, nil
-	case "analyzed_at,created_at,id,workflow_id":
-		return Ledger, true, nil
+	want := "analyzed_at,id,workflow_id"
+	if v == Ledger {
+		want = "analyzed_at,created_at,id,workflow_id"
 	}
-	return 0, true, fmt.Errorf("%w (primary key %s)", ErrForeignSchema, strings.Join(key, ", "))
+	if got := strings.Join(key, ","); got != want {
+		return fmt.Errorf("%w (table %s has primary key %s)", ErrForeignSchema, v.Table(), strings.Join(key, ", "))
+	}
+	return nil
 }
 
-func (s *pgStore) Prepare(ctx context.Context, v Variant, reset bool) error {
-	return s.locked(ctx, func(tx pgx.Tx) error {
-		have, exists, err := pgVariant(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if exists && !reset {
-			if have != v {
-				return fmt.Errorf("%w: the users table is %s, this experiment needs %s", ErrOtherVariant, have, v)
-			}
-			return nil
-		}
-		if _, err := tx.Exec(ctx, `DROP TABLE IF EXISTS users`); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, pgTable(v))
+func (s *pgStore) Table(v Variant) Table { return pgTable{s: s, v: v} }
+
+// pgTable is one of the store's two users tables.
+type pgTable struct {
+	s *pgStore
+	v Variant
+}
+
+func (t pgTable) Variant() Variant { return t.v }
+
+// Prepare holds the schema lock: CREATE TABLE IF NOT EXISTS races in
+// Postgres when several processes create the same table at once.
+func (t pgTable) Prepare(ctx context.Context) error {
+	return t.s.locked(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, pgCreateTable(t.v))
 		return err
 	})
 }
 
-func (s *pgStore) InsertStatements(users []fake.User, workflowID string, analyzedAt time.Time) []Statement {
-	return insertStatements(users, workflowID, analyzedAt,
+func (t pgTable) InsertStatements(users []fake.User, workflowID string, analyzedAt time.Time) []Statement {
+	return insertStatements(t.v.Table(), users, workflowID, analyzedAt,
 		func(n int) string { return "$" + strconv.Itoa(n) })
 }
 
-func (s *pgStore) InsertPage(ctx context.Context, users []fake.User, workflowID string, analyzedAt time.Time) error {
-	tx, err := s.pool.Begin(ctx)
+func (t pgTable) InsertPage(ctx context.Context, users []fake.User, workflowID string, analyzedAt time.Time) error {
+	tx, err := t.s.pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx)
-	for _, st := range s.InsertStatements(users, workflowID, analyzedAt) {
+	for _, st := range t.InsertStatements(users, workflowID, analyzedAt) {
 		if _, err := tx.Exec(ctx, st.SQL, st.Args...); err != nil {
 			return classifyPostgres(err)
 		}
@@ -271,16 +272,32 @@ func classifyPostgres(err error) error {
 	return err
 }
 
-func (s *pgStore) Counts(ctx context.Context, workflowID string) (Counts, error) {
+func (t pgTable) Counts(ctx context.Context, workflowID string) (Counts, error) {
 	var c Counts
-	err := s.pool.QueryRow(ctx,
-		`SELECT COUNT(*), COUNT(DISTINCT id) FROM users WHERE workflow_id = $1`, workflowID).
+	err := t.s.pool.QueryRow(ctx,
+		`SELECT COUNT(*), COUNT(DISTINCT id) FROM `+t.v.Table()+` WHERE workflow_id = $1`, workflowID).
 		Scan(&c.Rows, &c.UniqueUsers)
 	if err != nil {
 		return c, err
 	}
-	err = s.pool.QueryRow(ctx, fmt.Sprintf(latestCountSQL, "$1"), workflowID).Scan(&c.Latest)
+	err = t.s.pool.QueryRow(ctx, fmt.Sprintf(latestCountSQL, t.v.Table(), "$1"), workflowID).Scan(&c.Latest)
 	return c, err
+}
+
+func (t pgTable) WorkflowIDs(ctx context.Context) ([]string, error) {
+	rows, err := t.s.pool.Query(ctx, `SELECT DISTINCT workflow_id FROM `+t.v.Table())
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+func (t pgTable) Delete(ctx context.Context, workflowIDs []string) (int64, error) {
+	if len(workflowIDs) == 0 {
+		return 0, nil
+	}
+	tag, err := t.s.pool.Exec(ctx, `DELETE FROM `+t.v.Table()+` WHERE workflow_id = ANY($1)`, workflowIDs)
+	return tag.RowsAffected(), err
 }
 
 func (s *pgStore) AddStats(ctx context.Context, workflowID string, d Stats) error {

@@ -31,77 +31,48 @@ func init() {
 
 func TestPostgresForeignTableIsRefusedAndUntouched(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, pgtest.Database(t))
+	dsn := pgtest.Database(t)
+	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	pool := s.Engine().(*pgxpool.Pool)
+	defer pool.Close()
 	if _, err := pool.Exec(ctx, `CREATE TABLE users (email TEXT PRIMARY KEY)`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pool.Exec(ctx, `INSERT INTO users VALUES ('a@b.c')`); err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []Variant{Strict, Ledger} {
-		for _, reset := range []bool{false, true} {
-			if err := s.Prepare(ctx, v, reset); !errors.Is(err, ErrForeignSchema) {
-				t.Fatalf("%s reset=%v: got %v, want ErrForeignSchema", v, reset, err)
-			}
-		}
+	if _, err := Open(ctx, dsn); !errors.Is(err, ErrForeignSchema) {
+		t.Fatalf("Open: got %v, want ErrForeignSchema", err)
 	}
 	var email string
 	if err := pool.QueryRow(ctx, `SELECT email FROM users`).Scan(&email); err != nil || email != "a@b.c" {
 		t.Fatalf("foreign table changed: %q, %v", email, err)
 	}
+	var stats bool
+	pool.QueryRow(ctx, `SELECT to_regclass('durlab_stats') IS NOT NULL`).Scan(&stats)
+	if stats {
+		t.Fatal("Open wrote durlab_stats beside a foreign table")
+	}
 }
 
 func TestPostgresForeignKeyIsRefused(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, pgtest.Database(t))
+	dsn := pgtest.Database(t)
+	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	// durlab's columns, someone else's key.
-	if _, err := s.Engine().(*pgxpool.Pool).Exec(ctx, `CREATE TABLE users (
-		id TEXT PRIMARY KEY, external_id TEXT, name TEXT, workflow_id TEXT,
-		analyzed_at TIMESTAMPTZ, created_at TIMESTAMPTZ)`); err != nil {
+	defer pool.Close()
+	// durlab's columns, the other variant's key.
+	if _, err := pool.Exec(ctx, `CREATE TABLE users_ledger (
+		id TEXT, external_id TEXT, name TEXT, workflow_id TEXT,
+		analyzed_at TIMESTAMPTZ, created_at TIMESTAMPTZ, PRIMARY KEY (id, workflow_id, analyzed_at))`); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Prepare(ctx, Strict, true); !errors.Is(err, ErrForeignSchema) {
+	if _, err := Open(ctx, dsn); !errors.Is(err, ErrForeignSchema) {
 		t.Fatalf("got %v, want ErrForeignSchema", err)
-	}
-}
-
-func TestPostgresVariantIsDetected(t *testing.T) {
-	ctx := context.Background()
-	dsn := pgtest.Database(t)
-	for _, v := range []Variant{Ledger, Strict} {
-		s, err := Open(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Prepare(ctx, v, true); err != nil {
-			t.Fatal(err)
-		}
-		s.Close()
-		// A fresh store, so nothing but the table tells it the variant.
-		s, err = Open(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Prepare(ctx, v, false); err != nil {
-			t.Fatalf("%s: %v", v, err)
-		}
-		other := Strict
-		if v == Strict {
-			other = Ledger
-		}
-		if err := s.Prepare(ctx, other, false); !errors.Is(err, ErrOtherVariant) {
-			t.Fatalf("%s table prepared as %s: got %v", v, other, err)
-		}
-		s.Close()
 	}
 }
 
@@ -153,7 +124,7 @@ func TestPostgresConcurrentPrepare(t *testing.T) {
 				return
 			}
 			defer s.Close()
-			errs[i] = s.Prepare(ctx, Ledger, false)
+			errs[i] = s.Table(Ledger).Prepare(ctx)
 		})
 	}
 	wg.Wait()
@@ -167,7 +138,7 @@ func TestPostgresConcurrentPrepare(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.InsertPage(ctx, fake.Page(0, 3), "wf", time.Now()); err != nil {
+	if err := s.Table(Ledger).InsertPage(ctx, fake.Page(0, 3), "wf", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -107,12 +107,14 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	s := &sqliteStore{db: db}
 	// Refuse a foreign users table, or a file that is not a database,
 	// before writing anything.
-	if _, _, err := s.variant(ctx); err != nil {
-		db.Close()
-		if errors.Is(err, ErrForeignSchema) {
-			return nil, err
+	for _, v := range []Variant{Strict, Ledger} {
+		if err := s.checkTable(ctx, v); err != nil {
+			db.Close()
+			if errors.Is(err, ErrForeignSchema) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
 		}
-		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
 	}
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS durlab_stats (
 		workflow_id TEXT PRIMARY KEY,
@@ -127,12 +129,12 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	return s, nil
 }
 
-func sqliteTable(v Variant) string {
+func sqliteCreateTable(v Variant) string {
 	key := "id, workflow_id, analyzed_at"
 	if v == Ledger {
 		key += ", created_at"
 	}
-	return `CREATE TABLE users (
+	return `CREATE TABLE IF NOT EXISTS ` + v.Table() + ` (
 		id TEXT NOT NULL,
 		external_id TEXT NOT NULL,
 		name TEXT NOT NULL,
@@ -142,12 +144,12 @@ func sqliteTable(v Variant) string {
 		PRIMARY KEY (` + key + `))`
 }
 
-// variant reads the existing table's shape: exists is false when there is no
-// users table.
-func (s *sqliteStore) variant(ctx context.Context) (v Variant, exists bool, err error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, pk FROM pragma_table_info('users')`)
+// checkTable returns ErrForeignSchema when the variant's table exists with
+// other columns or another primary key.
+func (s *sqliteStore) checkTable(ctx context.Context, v Variant) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, pk FROM pragma_table_info(?)`, v.Table())
 	if err != nil {
-		return 0, false, err
+		return err
 	}
 	defer rows.Close()
 	var names []string
@@ -156,7 +158,7 @@ func (s *sqliteStore) variant(ctx context.Context) (v Variant, exists bool, err 
 		var name string
 		var pk int
 		if err := rows.Scan(&name, &pk); err != nil {
-			return 0, false, err
+			return err
 		}
 		names = append(names, name)
 		if name == "created_at" && pk > 0 {
@@ -164,57 +166,47 @@ func (s *sqliteStore) variant(ctx context.Context) (v Variant, exists bool, err 
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return 0, false, err
+		return err
 	}
 	if len(names) == 0 {
-		return 0, false, nil
-	}
-	if err := checkColumns(names); err != nil {
-		return 0, true, err
-	}
-	if createdAtInKey {
-		return Ledger, true, nil
-	}
-	return Strict, true, nil
-}
-
-func (s *sqliteStore) Prepare(ctx context.Context, v Variant, reset bool) error {
-	have, exists, err := s.variant(ctx)
-	if err != nil {
-		return err
-	}
-	if exists && !reset {
-		if have != v {
-			return fmt.Errorf("%w: the users table is %s, this experiment needs %s", ErrOtherVariant, have, v)
-		}
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
+	if err := checkColumns(v, names); err != nil {
 		return err
 	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DROP TABLE IF EXISTS users`); err != nil {
-		return err
+	if createdAtInKey != (v == Ledger) {
+		return fmt.Errorf("%w (table %s has the primary key of the other variant)", ErrForeignSchema, v.Table())
 	}
-	if _, err := tx.ExecContext(ctx, sqliteTable(v)); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return nil
 }
 
-func (s *sqliteStore) InsertStatements(users []fake.User, workflowID string, analyzedAt time.Time) []Statement {
-	return insertStatements(users, workflowID, analyzedAt.UTC().Format(time.RFC3339Nano),
+func (s *sqliteStore) Table(v Variant) Table { return sqliteTable{s: s, v: v} }
+
+// sqliteTable is one of the store's two users tables.
+type sqliteTable struct {
+	s *sqliteStore
+	v Variant
+}
+
+func (t sqliteTable) Variant() Variant { return t.v }
+
+func (t sqliteTable) Prepare(ctx context.Context) error {
+	_, err := t.s.db.ExecContext(ctx, sqliteCreateTable(t.v))
+	return err
+}
+
+func (t sqliteTable) InsertStatements(users []fake.User, workflowID string, analyzedAt time.Time) []Statement {
+	return insertStatements(t.v.Table(), users, workflowID, analyzedAt.UTC().Format(time.RFC3339Nano),
 		func(int) string { return "?" })
 }
 
-func (s *sqliteStore) InsertPage(ctx context.Context, users []fake.User, workflowID string, analyzedAt time.Time) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+func (t sqliteTable) InsertPage(ctx context.Context, users []fake.User, workflowID string, analyzedAt time.Time) error {
+	tx, err := t.s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	for _, st := range s.InsertStatements(users, workflowID, analyzedAt) {
+	for _, st := range t.InsertStatements(users, workflowID, analyzedAt) {
 		if _, err := tx.ExecContext(ctx, st.SQL, st.Args...); err != nil {
 			return classifySQLite(err)
 		}
@@ -232,19 +224,49 @@ func classifySQLite(err error) error {
 	return err
 }
 
-func (s *sqliteStore) Counts(ctx context.Context, workflowID string) (Counts, error) {
+func (t sqliteTable) Counts(ctx context.Context, workflowID string) (Counts, error) {
 	var c Counts
 	// Grouping by id streams over the primary-key index, which starts with
 	// id; COUNT(DISTINCT id) would build a temporary b-tree of every ID,
 	// in memory with temp_store=MEMORY.
-	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0), COUNT(*) FROM
-		(SELECT COUNT(*) AS n FROM users WHERE workflow_id = ? GROUP BY id)`, workflowID).
+	err := t.s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0), COUNT(*) FROM
+		(SELECT COUNT(*) AS n FROM `+t.v.Table()+` WHERE workflow_id = ? GROUP BY id)`, workflowID).
 		Scan(&c.Rows, &c.UniqueUsers)
 	if err != nil {
 		return c, err
 	}
-	err = s.db.QueryRowContext(ctx, fmt.Sprintf(latestCountSQL, "?"), workflowID).Scan(&c.Latest)
+	err = t.s.db.QueryRowContext(ctx, fmt.Sprintf(latestCountSQL, t.v.Table(), "?"), workflowID).Scan(&c.Latest)
 	return c, err
+}
+
+func (t sqliteTable) WorkflowIDs(ctx context.Context) ([]string, error) {
+	rows, err := t.s.db.QueryContext(ctx, `SELECT DISTINCT workflow_id FROM `+t.v.Table())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+func (t sqliteTable) Delete(ctx context.Context, workflowIDs []string) (int64, error) {
+	var n int64
+	for _, id := range workflowIDs {
+		res, err := t.s.db.ExecContext(ctx, `DELETE FROM `+t.v.Table()+` WHERE workflow_id = ?`, id)
+		if err != nil {
+			return n, err
+		}
+		d, _ := res.RowsAffected()
+		n += d
+	}
+	return n, nil
 }
 
 func (s *sqliteStore) AddStats(ctx context.Context, workflowID string, d Stats) error {

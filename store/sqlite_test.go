@@ -17,7 +17,7 @@ func TestSQLiteTuning(t *testing.T) {
 	}
 	defer st.Close()
 	s := st.(*sqliteStore)
-	if err := s.Prepare(ctx, Ledger, true); err != nil {
+	if err := s.Table(Ledger).Prepare(ctx); err != nil {
 		t.Fatal(err)
 	}
 	s.db.SetMaxIdleConns(0) // every query below opens a new connection
@@ -32,7 +32,7 @@ func TestSQLiteTuning(t *testing.T) {
 		t.Errorf("temp_store %d, wal_autocheckpoint %d; want 2 (MEMORY) and %d", tempStore, checkpoint, sqliteWALCheckpointPages)
 	}
 	rows, err := s.db.QueryContext(ctx, `EXPLAIN QUERY PLAN SELECT COALESCE(SUM(n), 0), COUNT(*) FROM
-		(SELECT COUNT(*) AS n FROM users WHERE workflow_id = ? GROUP BY id)`, "wf")
+		(SELECT COUNT(*) AS n FROM users_ledger WHERE workflow_id = ? GROUP BY id)`, "wf")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,20 @@
-// Package store keeps the experiments' users table, on SQLite or Postgres.
+// Package store keeps the experiments' users tables, on SQLite or Postgres.
 //
-// The table has the same columns on both backends:
+// Both tables have the same columns on both backends:
 //
 //	users(id, external_id, name, workflow_id, analyzed_at, created_at)
 //
-// in one of two variants. Strict makes (id, workflow_id, analyzed_at) the
-// primary key, so writing the same user twice in one execution fails: that is
-// the lesson of retry-bad. Ledger adds created_at to the key, so duplicates
-// are stored and counted: that is what dedup measures.
+// and differ in their primary key, the two variants of SPEC. Strict, the
+// table users, makes (id, workflow_id, analyzed_at) the key, so writing the
+// same user twice in one execution fails: the lesson of retry-bad. Ledger,
+// the table users_ledger, adds created_at to the key, so duplicates are
+// stored and counted: what dedup measures. Two tables rather than one
+// recreated in the variant each run needs, so that experiments of both kinds
+// can be pending at once without one destroying the other's rows.
 //
-// Every count is scoped to one workflow ID, so rows left by earlier runs
-// never change the result of the current one.
+// Every count is scoped to one workflow ID, so rows left by other runs never
+// change the result of the current one; tables are emptied workflow by
+// workflow (Delete), never dropped.
 package store
 
 import (
@@ -40,24 +44,30 @@ func (v Variant) String() string {
 	return "strict"
 }
 
+// Table is the name of the variant's table.
+func (v Variant) Table() string {
+	if v == Ledger {
+		return "users_ledger"
+	}
+	return "users"
+}
+
 var (
 	// ErrForeignSchema: a users table exists that durlab did not create. It is
 	// never altered or dropped.
 	ErrForeignSchema = errors.New("store has a users table that durlab did not create")
-	// ErrOtherVariant: the users table is durlab's, in the other variant,
-	// and Prepare was not allowed to recreate it.
-	ErrOtherVariant = errors.New("store holds the other variant of the users table")
 	// ErrDuplicateUser: an insert hit the strict variant's primary key.
 	ErrDuplicateUser = errors.New("UNIQUE constraint violated")
 	// ErrUnavailable: the database could not be opened or reached.
 	ErrUnavailable = errors.New("store unavailable")
 )
 
-// Counts describe what one workflow wrote.
+// Counts describe what one workflow wrote. Workflows return them, so the
+// JSON names are part of their checkpointed output.
 type Counts struct {
-	Rows        int64 // every row, duplicates included
-	UniqueUsers int64 // distinct user IDs
-	Latest      int64 // the window-function count: the latest row per (id, workflow_id)
+	Rows        int64 `json:"rows"`         // every row, duplicates included
+	UniqueUsers int64 `json:"unique_users"` // distinct user IDs
+	Latest      int64 `json:"latest"`       // the window-function count: the latest row per (id, workflow_id)
 }
 
 // Stats are what the experiments observed while running a workflow, kept in
@@ -83,13 +93,12 @@ type Statement struct {
 	Args []any
 }
 
-// Store is the users table of one database.
-type Store interface {
-	// Prepare creates the users table in the variant if it is missing. With
-	// reset, an existing durlab table is dropped and recreated empty;
-	// without, a table of the other variant gives ErrOtherVariant. A table
-	// durlab did not create gives ErrForeignSchema and is left untouched.
-	Prepare(ctx context.Context, v Variant, reset bool) error
+// Table is one users table.
+type Table interface {
+	// Variant is the table's primary-key variant.
+	Variant() Variant
+	// Prepare creates the table if it is missing.
+	Prepare(ctx context.Context) error
 	// InsertPage writes one page of users in one transaction. A conflict on
 	// the strict key gives an error wrapping ErrDuplicateUser.
 	InsertPage(ctx context.Context, users []fake.User, workflowID string, analyzedAt time.Time) error
@@ -98,6 +107,16 @@ type Store interface {
 	InsertStatements(users []fake.User, workflowID string, analyzedAt time.Time) []Statement
 	// Counts counts what workflowID wrote.
 	Counts(ctx context.Context, workflowID string) (Counts, error)
+	// WorkflowIDs lists the workflows that have rows in the table.
+	WorkflowIDs(ctx context.Context) ([]string, error)
+	// Delete removes the rows of the given workflows and returns how many.
+	Delete(ctx context.Context, workflowIDs []string) (int64, error)
+}
+
+// Store is one database: its two users tables and the stats.
+type Store interface {
+	// Table is the users table of variant v.
+	Table(v Variant) Table
 	// AddStats adds delta to the stats kept for workflowID.
 	AddStats(ctx context.Context, workflowID string, delta Stats) error
 	// Stats returns the stats kept for workflowID (zero if none).
@@ -126,10 +145,11 @@ func IsPostgres(dsn string) bool {
 
 var columns = []string{"id", "external_id", "name", "workflow_id", "analyzed_at", "created_at"}
 
-// checkColumns returns ErrForeignSchema unless got holds exactly durlab's columns.
-func checkColumns(got []string) error {
+// checkColumns returns ErrForeignSchema unless got holds exactly durlab's
+// columns.
+func checkColumns(v Variant, got []string) error {
 	if len(got) != len(columns) {
-		return fmt.Errorf("%w (columns %s)", ErrForeignSchema, strings.Join(got, ", "))
+		return fmt.Errorf("%w (table %s has columns %s)", ErrForeignSchema, v.Table(), strings.Join(got, ", "))
 	}
 	want := map[string]bool{}
 	for _, c := range columns {
@@ -137,7 +157,7 @@ func checkColumns(got []string) error {
 	}
 	for _, c := range got {
 		if !want[c] {
-			return fmt.Errorf("%w (columns %s)", ErrForeignSchema, strings.Join(got, ", "))
+			return fmt.Errorf("%w (table %s has columns %s)", ErrForeignSchema, v.Table(), strings.Join(got, ", "))
 		}
 	}
 	return nil
@@ -147,12 +167,12 @@ func checkColumns(got []string) error {
 // bound parameters.
 const insertChunk = 500
 
-func insertStatements(users []fake.User, workflowID string, analyzedAt any, placeholder func(n int) string) []Statement {
+func insertStatements(table string, users []fake.User, workflowID string, analyzedAt any, placeholder func(n int) string) []Statement {
 	var stmts []Statement
 	for start := 0; start < len(users); start += insertChunk {
 		chunk := users[start:min(start+insertChunk, len(users))]
 		var sb strings.Builder
-		sb.WriteString("INSERT INTO users (id, external_id, name, workflow_id, analyzed_at) VALUES ")
+		sb.WriteString("INSERT INTO " + table + " (id, external_id, name, workflow_id, analyzed_at) VALUES ")
 		args := make([]any, 0, 5*len(chunk))
 		for i, u := range chunk {
 			if i > 0 {
@@ -178,7 +198,7 @@ func insertStatements(users []fake.User, workflowID string, analyzedAt any, plac
 // count once.
 const latestCountSQL = `SELECT COUNT(*) FROM (
 	SELECT ROW_NUMBER() OVER (PARTITION BY id, workflow_id ORDER BY created_at DESC) AS rn
-	FROM users WHERE workflow_id = %s) ranked WHERE rn = 1`
+	FROM %s WHERE workflow_id = %s) ranked WHERE rn = 1`
 
 // duplicateError keeps the database's own message, which names the
 // constraint, and matches ErrDuplicateUser.

@@ -33,24 +33,25 @@ func forEachBackend(t *testing.T, test func(t *testing.T, s Store)) {
 func TestStrictRejectsSameUserTwiceInOneExecution(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s Store) {
 		ctx := context.Background()
-		if err := s.Prepare(ctx, Strict, true); err != nil {
+		tb := s.Table(Strict)
+		if err := tb.Prepare(ctx); err != nil {
 			t.Fatal(err)
 		}
 		at := time.Now()
 		page := fake.Page(0, 10)
-		if err := s.InsertPage(ctx, page, "wf", at); err != nil {
+		if err := tb.InsertPage(ctx, page, "wf", at); err != nil {
 			t.Fatal(err)
 		}
-		err := s.InsertPage(ctx, page, "wf", at)
+		err := tb.InsertPage(ctx, page, "wf", at)
 		if !errors.Is(err, ErrDuplicateUser) {
 			t.Fatalf("second insert: got %v, want ErrDuplicateUser", err)
 		}
 		// The failed page left nothing behind: one transaction per page.
 		mixed := append(fake.Page(1, 5), page[0])
-		if err := s.InsertPage(ctx, mixed, "wf", at); !errors.Is(err, ErrDuplicateUser) {
+		if err := tb.InsertPage(ctx, mixed, "wf", at); !errors.Is(err, ErrDuplicateUser) {
 			t.Fatalf("mixed page: got %v", err)
 		}
-		c, err := s.Counts(ctx, "wf")
+		c, err := tb.Counts(ctx, "wf")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,10 +59,10 @@ func TestStrictRejectsSameUserTwiceInOneExecution(t *testing.T) {
 			t.Fatalf("counts = %+v, want 10 of each", c)
 		}
 		// A new execution (another analyzed_at) may write the same users again.
-		if err := s.InsertPage(ctx, page, "wf", at.Add(time.Second)); err != nil {
+		if err := tb.InsertPage(ctx, page, "wf", at.Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		if c, _ := s.Counts(ctx, "wf"); c.Rows != 20 || c.UniqueUsers != 10 {
+		if c, _ := tb.Counts(ctx, "wf"); c.Rows != 20 || c.UniqueUsers != 10 {
 			t.Fatalf("after a second execution: %+v", c)
 		}
 	})
@@ -70,20 +71,21 @@ func TestStrictRejectsSameUserTwiceInOneExecution(t *testing.T) {
 func TestLedgerKeepsDuplicatesAndWindowCountsThemOnce(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s Store) {
 		ctx := context.Background()
-		if err := s.Prepare(ctx, Ledger, true); err != nil {
+		tb := s.Table(Ledger)
+		if err := tb.Prepare(ctx); err != nil {
 			t.Fatal(err)
 		}
 		at := time.Now()
 		for i := range 3 {
-			if err := s.InsertPage(ctx, fake.Page(0, 10), "wf", at); err != nil {
+			if err := tb.InsertPage(ctx, fake.Page(0, 10), "wf", at); err != nil {
 				t.Fatalf("insert %d: %v", i, err)
 			}
 			time.Sleep(2 * time.Millisecond) // created_at is part of the key, at millisecond precision
 		}
-		if err := s.InsertPage(ctx, fake.Page(1, 10), "other", at); err != nil {
+		if err := tb.InsertPage(ctx, fake.Page(1, 10), "other", at); err != nil {
 			t.Fatal(err)
 		}
-		c, err := s.Counts(ctx, "wf")
+		c, err := tb.Counts(ctx, "wf")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,29 +95,38 @@ func TestLedgerKeepsDuplicatesAndWindowCountsThemOnce(t *testing.T) {
 	})
 }
 
-func TestPrepareKeepsOrRecreatesOnlyDurlabTables(t *testing.T) {
+func TestTablesAreSeparateAndEmptiedWorkflowByWorkflow(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s Store) {
 		ctx := context.Background()
-		if err := s.Prepare(ctx, Strict, false); err != nil {
+		strict, ledger := s.Table(Strict), s.Table(Ledger)
+		for range 2 { // Prepare keeps what is there
+			if err := strict.Prepare(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := ledger.Prepare(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, wf := range []string{"a", "b"} {
+			if err := strict.InsertPage(ctx, fake.Page(0, 3), wf, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := ledger.InsertPage(ctx, fake.Page(0, 4), "a", time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.InsertPage(ctx, fake.Page(0, 3), "wf", time.Now()); err != nil {
-			t.Fatal(err)
+		ids, err := strict.WorkflowIDs(ctx)
+		if err != nil || len(ids) != 2 {
+			t.Fatalf("strict workflow IDs = %v, %v", ids, err)
 		}
-		if err := s.Prepare(ctx, Strict, false); err != nil {
-			t.Fatal(err)
+		if n, err := strict.Delete(ctx, []string{"a"}); err != nil || n != 3 {
+			t.Fatalf("Delete = %d, %v; want 3", n, err)
 		}
-		if c, _ := s.Counts(ctx, "wf"); c.Rows != 3 {
-			t.Fatalf("Prepare without reset lost rows: %+v", c)
+		if c, _ := strict.Counts(ctx, "b"); c.Rows != 3 {
+			t.Fatalf("deleting a removed b's rows: %+v", c)
 		}
-		if err := s.Prepare(ctx, Ledger, false); !errors.Is(err, ErrOtherVariant) {
-			t.Fatalf("other variant without reset: got %v", err)
-		}
-		if err := s.Prepare(ctx, Ledger, true); err != nil {
-			t.Fatal(err)
-		}
-		if c, _ := s.Counts(ctx, "wf"); c.Rows != 0 {
-			t.Fatalf("reset kept rows: %+v", c)
+		if c, _ := ledger.Counts(ctx, "a"); c.Rows != 4 {
+			t.Fatalf("deleting from the strict table touched the ledger: %+v", c)
 		}
 	})
 }
@@ -139,24 +150,23 @@ func TestStatsAccumulate(t *testing.T) {
 
 func TestForeignTableIsRefusedAndUntouched(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "users.db")
-	ctx := context.Background()
-	s, err := Open(ctx, path)
+	db, err := sql.Open("sqlite3", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	db := s.Engine().(*sql.DB)
-	if _, err := db.Exec(`CREATE TABLE users (email TEXT PRIMARY KEY); INSERT INTO users VALUES ('a@b.c')`); err != nil {
+	defer db.Close()
+	// durlab's columns, the other variant's key: not a table durlab made.
+	if _, err := db.Exec(`CREATE TABLE users (id TEXT, external_id TEXT, name TEXT, workflow_id TEXT,
+		analyzed_at TEXT, created_at TEXT, PRIMARY KEY (id, workflow_id, analyzed_at, created_at));
+		INSERT INTO users VALUES ('1', 'e', 'n', 'w', 'a', 'c')`); err != nil {
 		t.Fatal(err)
 	}
-	for _, reset := range []bool{false, true} {
-		if err := s.Prepare(ctx, Strict, reset); !errors.Is(err, ErrForeignSchema) {
-			t.Fatalf("reset=%v: got %v, want ErrForeignSchema", reset, err)
-		}
+	if _, err := Open(context.Background(), path); !errors.Is(err, ErrForeignSchema) {
+		t.Fatalf("Open: got %v, want ErrForeignSchema", err)
 	}
-	var email string
-	if err := db.QueryRow(`SELECT email FROM users`).Scan(&email); err != nil || email != "a@b.c" {
-		t.Fatalf("foreign table changed: %q, %v", email, err)
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM users`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("foreign table changed: %d rows, %v", n, err)
 	}
 }
 

@@ -118,7 +118,7 @@ type mainExecution struct {
 // runBatches is the main workflow of the batch experiments: it runs the
 // batch children one after the other, or enqueues them all on in.Queue for
 // worker processes, and crashes after each batch past --crash-after with
-// probability crashProb. It returns the window-function count.
+// probability --crash-prob. It returns the counts of what its batches wrote.
 //
 // A crash point fires only after a batch that this execution ran. A
 // recovered execution replays the batches an earlier one finished, and the
@@ -128,10 +128,10 @@ type mainExecution struct {
 // step after each batch records the execution that saw it done: replayed,
 // it returns an earlier execution's number. The step is there whatever the
 // knobs say, so that every execution has the same sequence of steps.
-func (l *Lab) runBatches(ctx dbos.Context, in Input, child dbos.Workflow[BatchInput, int64], crashPoints bool) (int64, error) {
+func (l *Lab) runBatches(ctx dbos.Context, in Input, child dbos.Workflow[BatchInput, int64], crashPoints bool) (store.Counts, error) {
 	wfID, execution, err := l.workflowContext(ctx)
 	if err != nil {
-		return 0, err
+		return store.Counts{}, err
 	}
 	defer l.flush(ctx, wfID)
 	run := mainExecution{wfID: wfID, execution: execution, crashPoints: crashPoints}
@@ -139,7 +139,7 @@ func (l *Lab) runBatches(ctx dbos.Context, in Input, child dbos.Workflow[BatchIn
 	if in.Queue != "" {
 		q, err := l.batchQueue(ctx, in.Queue)
 		if err != nil {
-			return 0, err
+			return store.Counts{}, err
 		}
 		opts = append(opts, dbos.WithQueue(q))
 	}
@@ -147,23 +147,23 @@ func (l *Lab) runBatches(ctx dbos.Context, in Input, child dbos.Workflow[BatchIn
 	for b := 1; b <= in.Batches; b++ {
 		h, err := dbos.RunWorkflow(ctx, child, BatchInput{Input: in, Root: wfID, Batch: b}, opts...)
 		if err != nil {
-			return 0, err
+			return store.Counts{}, err
 		}
 		handles = append(handles, h)
 		if in.Queue == "" {
 			if err := l.awaitBatch(ctx, in, run, b, h); err != nil {
-				return 0, err
+				return store.Counts{}, err
 			}
 		}
 	}
 	if in.Queue != "" {
 		for i, h := range handles {
 			if err := l.awaitBatch(ctx, in, run, i+1, h); err != nil {
-				return 0, err
+				return store.Counts{}, err
 			}
 		}
 	}
-	return l.countStep(ctx, wfID, true)
+	return l.countStep(ctx, l.ledger, wfID)
 }
 
 func (l *Lab) awaitBatch(ctx dbos.Context, in Input, run mainExecution, b int, h dbos.WorkflowHandle[int64]) error {

@@ -49,7 +49,7 @@ Use 'durlab run dedup --until-success' to restart it after each crash.`,
 	run:      runDedup,
 }
 
-func (l *Lab) dedupWorkflow(ctx dbos.Context, in Input) (int64, error) {
+func (l *Lab) dedupWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
 	return l.runBatches(ctx, in, l.dedupBatchWorkflow, true)
 }
 
@@ -70,7 +70,7 @@ func (l *Lab) dedupBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error)
 		l.count(in.Root, func(s *store.Stats) { s.StepAttempts++ })
 		rows := 0
 		for _, users := range pages {
-			if err := l.timings.timeStore(func() error { return l.store.InsertPage(sctx, users, in.Root, analyzedAt) }); err != nil {
+			if err := l.timings.timeStore(func() error { return l.ledger.InsertPage(sctx, users, in.Root, analyzedAt) }); err != nil {
 				return insertOutput{}, err
 			}
 			rows += len(users)
@@ -111,7 +111,7 @@ func runDedup(ctx context.Context, l *Lab, p Params) (Report, error) {
 
 // runBatchExperiment starts or attaches to the main workflow of a batch
 // experiment with a ledger table, and reports on it.
-func runBatchExperiment(ctx context.Context, l *Lab, p Params, exp, name string, wf dbos.Workflow[Input, int64]) (Report, error) {
+func runBatchExperiment(ctx context.Context, l *Lab, p Params, exp, name string, wf dbos.Workflow[Input, store.Counts]) (Report, error) {
 	rep, err := startAndReport(ctx, l, p, exp, name, wf, store.Ledger)
 	if err != nil {
 		return rep, err

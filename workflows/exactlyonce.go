@@ -34,7 +34,7 @@ together. Compare the two with 'durlab compare'.`,
 	run:      runExactlyOnce,
 }
 
-func (l *Lab) exactlyOnceWorkflow(ctx dbos.Context, in Input) (int64, error) {
+func (l *Lab) exactlyOnceWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
 	return l.runBatches(ctx, in, l.exactlyOnceBatchWorkflow, true)
 }
 
@@ -56,7 +56,7 @@ func (l *Lab) exactlyOnceBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, 
 		rows := 0
 		err := l.timings.timeStore(func() error {
 			for _, users := range pages {
-				for _, st := range l.store.InsertStatements(users, in.Root, analyzedAt) {
+				for _, st := range l.ledger.InsertStatements(users, in.Root, analyzedAt) {
 					if _, err := tx.Exec(tctx, st.SQL, st.Args...); err != nil {
 						return err
 					}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
@@ -218,30 +217,30 @@ func awaitResult[R any](ctx context.Context, h dbos.WorkflowHandle[R], timeout t
 	}
 }
 
-// startAndReport starts (or attaches to) an experiment's main workflow on a
-// users table of variant v, waits for it, and returns the common part of
-// its report.
-func startAndReport(ctx context.Context, l *Lab, p Params, exp, name string, wf dbos.Workflow[Input, int64], v store.Variant) (Report, error) {
-	h, attached, err := startOrAttach(ctx, l, name, wf, p, func() error { return l.prepareStore(ctx, v) })
+// startAndReport starts (or attaches to) an experiment's main workflow,
+// which writes to the users table of variant v, waits for it, and returns
+// the common part of its report.
+func startAndReport(ctx context.Context, l *Lab, p Params, exp, name string, wf dbos.Workflow[Input, store.Counts], v store.Variant) (Report, error) {
+	t := l.table(v)
+	h, attached, err := startOrAttach(ctx, l, name, wf, p, func() error { return PrepareStore(ctx, l.dbos, t) })
 	if err != nil {
 		return Report{}, err
 	}
-	rep, result, err := finish(ctx, l, exp, h, attached, p)
-	rep.Result = result
-	return rep, err
+	return finish(ctx, l, exp, h, attached, p, t)
 }
 
 // finish waits for h and builds the report's common part: status, counts,
-// stats and recoveries.
-func finish[R any](ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandle[R], attached bool, p Params) (Report, R, error) {
-	r, runErr := awaitResult(ctx, h, 0)
+// stats and recoveries. The counts come from the workflow's output; a
+// workflow that failed has none, and its rows in t are counted instead.
+func finish(ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandle[store.Counts], attached bool, p Params, t store.Table) (Report, error) {
+	out, runErr := awaitResult(ctx, h, 0)
 	if errors.Is(runErr, ErrInterrupted) {
-		return Report{}, r, runErr
+		return Report{}, runErr
 	}
 	rep := Report{Experiment: exp, WorkflowID: h.GetWorkflowID(), Attached: attached}
 	st, err := l.status(ctx, rep.WorkflowID)
 	if err != nil {
-		return rep, r, err
+		return rep, err
 	}
 	rep.Status = string(st.Status)
 	rep.Recoveries = max(st.Attempts-1, 0)
@@ -255,24 +254,28 @@ func finish[R any](ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandl
 		in = p.Input
 	}
 	rep.Seed, rep.wantUsers, rep.input = in.Seed, in.Users(), in
+	if err := l.flush(ctx, rep.WorkflowID); err != nil {
+		return rep, err
+	}
+	c := out
 	if runErr != nil {
 		rep.Error = runErr.Error()
-	}
-	if err := l.flush(ctx, rep.WorkflowID); err != nil {
-		return rep, r, err
-	}
-	c, err := l.store.Counts(ctx, rep.WorkflowID)
-	if err != nil {
-		return rep, r, err
+		if c, err = t.Counts(ctx, rep.WorkflowID); err != nil {
+			return rep, err
+		}
+	} else if t.Variant() == store.Ledger {
+		rep.Result = c.Latest
+	} else {
+		rep.Result = c.Rows
 	}
 	rep.Rows, rep.UniqueUsers, rep.Duplicates = c.Rows, c.UniqueUsers, c.Rows-c.UniqueUsers
 	s, err := l.store.Stats(ctx, rep.WorkflowID)
 	if err != nil {
-		return rep, r, err
+		return rep, err
 	}
 	rep.StepAttempts, rep.InjectedFailures = s.StepAttempts, s.InjectedFailures
 	rep.Crashes, rep.CommitCrashes, rep.UniqueViolations = s.Crashes, s.CommitCrashes, s.UniqueViolations
-	return rep, r, nil
+	return rep, nil
 }
 
 // inputOf decodes the workflow's recorded input, so that a resumed run
@@ -296,34 +299,27 @@ func inputOf(st dbos.WorkflowStatus) (Input, bool) {
 	}
 }
 
-// prepareStore readies the users table for this lab's next new workflow.
-func (l *Lab) prepareStore(ctx context.Context, v store.Variant) error {
-	return PrepareStore(ctx, l.dbos, l.store, v, l.notices)
-}
-
-// PrepareStore readies the users table for a new run. The seed's
-// experiments start from an empty table, and so does durlab, unless a
-// workflow is still pending in the system database c reads: its rows are
-// its progress (counts are scoped by workflow ID, so keeping them changes no
-// result). A pending workflow whose rows sit in the other variant of the
-// table makes the new run refuse rather than destroy them.
-func PrepareStore(ctx context.Context, c dbos.Client, st store.Store, v store.Variant, notices io.Writer) error {
-	pending, err := dbos.ListWorkflows(c, dbos.WithFilterStatus(dbos.WorkflowStatusPending, dbos.WorkflowStatusEnqueued),
-		dbos.WithFilterHasParent(false))
+// PrepareStore empties table t for a new run, as the Python originals do,
+// workflow by workflow: it deletes the rows of the workflows the system
+// database c knows as finished (SUCCESS or ERROR). A pending, cancelled or
+// dead-lettered workflow may still run, and its rows are its progress; rows
+// of workflows c does not know (another system database, a plain run) are
+// not durlab's to judge. Nothing is dropped, so a run that starts beside
+// another cannot destroy the other's rows.
+func PrepareStore(ctx context.Context, c dbos.Client, t store.Table) error {
+	ids, err := t.WorkflowIDs(ctx)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	wfs, err := dbos.ListWorkflows(c, dbos.WithFilterWorkflowIDs(ids...),
+		dbos.WithFilterStatus(dbos.WorkflowStatusSuccess, dbos.WorkflowStatusError))
 	if err != nil {
 		return err
 	}
-	if len(pending) == 0 {
-		return st.Prepare(ctx, v, true)
+	finished := make([]string, len(wfs))
+	for i, w := range wfs {
+		finished[i] = w.ID
 	}
-	w := pending[0]
-	err = st.Prepare(ctx, v, false)
-	if errors.Is(err, store.ErrOtherVariant) {
-		return fmt.Errorf("%w, and workflow %s (%s) is still %s with rows in it: finish it (durlab run EXPERIMENT --until-success) or cancel it (durlab workflow cancel %s) first",
-			err, w.ID, w.Name, w.Status, w.ID)
-	}
-	if err == nil {
-		fmt.Fprintf(notices, "durlab: keeping the rows in the store: workflow %s (%s) is still %s\n", w.ID, w.Name, w.Status)
-	}
+	_, err = t.Delete(ctx, finished)
 	return err
 }

@@ -62,7 +62,7 @@ const (
 	// AppName is the DBOS application name of every durlab process.
 	AppName = "durlab"
 	// AppVersion is the DBOS application version; see the package comment.
-	AppVersion = "durlab-2"
+	AppVersion = "durlab-3"
 	// pollInterval replaces DBOS's 1 s handle polling, which would add a
 	// second to every recovered child workflow.
 	pollInterval = 20 * time.Millisecond
@@ -107,6 +107,8 @@ type Config struct {
 type Lab struct {
 	dbos    dbos.Context
 	store   store.Store
+	strict  store.Table // basic to split-steps
+	ledger  store.Table // the batch experiments
 	faults  Faults
 	notices io.Writer
 	queue   dbos.Queue
@@ -185,7 +187,18 @@ func Open(ctx context.Context, cfg Config) (*Lab, error) {
 		cl.release()
 		return nil, err
 	}
-	l := &Lab{dbos: dctx, store: st, faults: cfg.Faults, notices: notices,
+	// Both tables exist before Launch: a recovered workflow, or a worker's
+	// batch, writes to its table before any run of this process prepares it.
+	for _, v := range []store.Variant{store.Strict, store.Ledger} {
+		if err := st.Table(v).Prepare(ctx); err != nil {
+			st.Close()
+			dbos.Shutdown(dctx, time.Second)
+			cl.release()
+			return nil, fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		}
+	}
+	l := &Lab{dbos: dctx, store: st, strict: st.Table(store.Strict), ledger: st.Table(store.Ledger),
+		faults: cfg.Faults, notices: notices,
 		counters: map[string]*store.Stats{}, analyzedAt: time.Now().UTC(),
 		progress: cfg.Progress, queues: map[string]dbos.Queue{},
 		claim: cl, serve: cfg.Serve, selfServe: map[string]bool{}, stop: make(chan struct{})}
@@ -267,6 +280,14 @@ func (l *Lab) LeftPending() int {
 		n += len(ids)
 	}
 	return n
+}
+
+// table is the users table of variant v.
+func (l *Lab) table(v store.Variant) store.Table {
+	if v == store.Ledger {
+		return l.ledger
+	}
+	return l.strict
 }
 
 // Store is the lab's users store.

@@ -22,7 +22,7 @@ func (l *Lab) writePageStep(ctx dbos.Context, wfID string, page, size int, analy
 	_, err := dbos.RunAsStep(ctx, func(sctx context.Context) (int, error) {
 		attempt++
 		l.count(wfID, func(s *store.Stats) { s.StepAttempts++ })
-		if err := l.store.InsertPage(sctx, fake.Page(page, size), wfID, analyzedAt); err != nil {
+		if err := l.strict.InsertPage(sctx, fake.Page(page, size), wfID, analyzedAt); err != nil {
 			if errors.Is(err, store.ErrDuplicateUser) {
 				l.count(wfID, func(s *store.Stats) { s.UniqueViolations++ })
 			}
@@ -37,15 +37,12 @@ func (l *Lab) writePageStep(ctx dbos.Context, wfID string, page, size int, analy
 	return err
 }
 
-// countStep returns the rows workflow wfID wrote, as a step, so that the
-// workflow's result is checkpointed with it.
-func (l *Lab) countStep(ctx dbos.Context, wfID string, latest bool) (int64, error) {
-	return dbos.RunAsStep(ctx, func(sctx context.Context) (int64, error) {
-		c, err := l.store.Counts(sctx, wfID)
-		if latest {
-			return c.Latest, err
-		}
-		return c.Rows, err
+// countStep counts what workflow wfID wrote to t, as a step: the counts
+// are the workflow's output, checkpointed, so the report never depends on
+// rows a later run may empty away.
+func (l *Lab) countStep(ctx dbos.Context, t store.Table, wfID string) (store.Counts, error) {
+	return dbos.RunAsStep(ctx, func(sctx context.Context) (store.Counts, error) {
+		return t.Counts(sctx, wfID)
 	}, dbos.WithStepName("count_users"))
 }
 

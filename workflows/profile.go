@@ -34,7 +34,7 @@ no DBOS at all to measure the price of durability.`,
 	run:      runProfile,
 }
 
-func (l *Lab) profileWorkflow(ctx dbos.Context, in Input) (int64, error) {
+func (l *Lab) profileWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
 	return l.runBatches(ctx, in, l.profileBatchWorkflow, false)
 }
 
@@ -50,7 +50,7 @@ func (l *Lab) profileBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, erro
 		if err != nil {
 			return 0, err
 		}
-		if err := l.timings.timeStore(func() error { return l.store.InsertPage(ctx, out.Users, in.Root, analyzedAt) }); err != nil {
+		if err := l.timings.timeStore(func() error { return l.ledger.InsertPage(ctx, out.Users, in.Root, analyzedAt) }); err != nil {
 			return 0, err
 		}
 		rows += int64(len(out.Users))
@@ -63,33 +63,30 @@ func runProfile(ctx context.Context, l *Lab, p Params) (Report, error) {
 }
 
 // RunPlain does profile's work with no durability: the same pages, the same
-// inserts, in the same order, with no workflow, step or checkpoint. It
-// returns the window-function count, under the given run ID.
-//
-// prepare readies the store first (PrepareStore, or st.Prepare in a
-// benchmark with no system database).
-func RunPlain(ctx context.Context, st store.Store, in Input, runID string, t *Timings, progress func(done, total int), prepare func() error) (int64, error) {
-	if err := prepare(); err != nil {
-		return 0, err
+// inserts into the same table, in the same order, with no workflow, step or
+// checkpoint, under the given run ID. It returns the counts; the caller
+// deletes the run's rows when it has measured what it needs.
+func RunPlain(ctx context.Context, tb store.Table, in Input, runID string, t *Timings, progress func(done, total int)) (store.Counts, error) {
+	if err := tb.Prepare(ctx); err != nil {
+		return store.Counts{}, err
 	}
 	for b := 1; b <= in.Batches; b++ {
 		bin := BatchInput{Input: in, Root: runID, Batch: b}
 		analyzedAt := time.Now().UTC()
 		for p := 1; p <= in.Pages; p++ {
 			users := t.timeGenerate(bin.pageNumber(p), in.PageSize)
-			if err := t.timeStore(func() error { return st.InsertPage(ctx, users, runID, analyzedAt) }); err != nil {
-				return 0, fmt.Errorf("batch %d page %d: %w", b, p, err)
+			if err := t.timeStore(func() error { return tb.InsertPage(ctx, users, runID, analyzedAt) }); err != nil {
+				return store.Counts{}, fmt.Errorf("batch %d page %d: %w", b, p, err)
 			}
 		}
 		if progress != nil {
 			progress(b, in.Batches)
 		}
 		if err := ctx.Err(); err != nil {
-			return 0, ErrInterrupted
+			return store.Counts{}, ErrInterrupted
 		}
 	}
-	c, err := st.Counts(ctx, runID)
-	return c.Latest, err
+	return tb.Counts(ctx, runID)
 }
 
 // Checkpoints are what DBOS recorded to make one run of profile durable,

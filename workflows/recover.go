@@ -32,10 +32,10 @@ A workflow that crashes more than --max-recovery-attempts times is dead-lettered
 	run:      runRecover,
 }
 
-func (l *Lab) recoverWorkflow(ctx dbos.Context, in Input) (int64, error) {
+func (l *Lab) recoverWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
 	wfID, execution, err := l.workflowContext(ctx)
 	if err != nil {
-		return 0, err
+		return store.Counts{}, err
 	}
 	defer l.flush(ctx, wfID)
 	for page := range in.Pages {
@@ -43,10 +43,10 @@ func (l *Lab) recoverWorkflow(ctx dbos.Context, in Input) (int64, error) {
 			l.maybeCrash(ctx, in.Seed, l.faults.CrashProb, wfID, mainRole, execution, fmt.Sprintf("before page %d", page))
 		}
 		if err := l.writePageStep(ctx, wfID, page, in.PageSize, l.analyzedAt, nil); err != nil {
-			return 0, err
+			return store.Counts{}, err
 		}
 	}
-	return l.countStep(ctx, wfID, false)
+	return l.countStep(ctx, l.strict, wfID)
 }
 
 func runRecover(ctx context.Context, l *Lab, p Params) (Report, error) {

@@ -34,10 +34,10 @@ Exit 0 means the lesson was observed: the workflow failed on the constraint.`,
 	run: runRetryBad,
 }
 
-func (l *Lab) retryBadWorkflow(ctx dbos.Context, in Input) (int64, error) {
+func (l *Lab) retryBadWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
 	wfID, execution, err := l.workflowContext(ctx)
 	if err != nil {
-		return 0, err
+		return store.Counts{}, err
 	}
 	defer l.flush(ctx, wfID)
 	attempts := max(l.faults.Attempts, 1)
@@ -47,10 +47,10 @@ func (l *Lab) retryBadWorkflow(ctx dbos.Context, in Input) (int64, error) {
 		}
 		if err := l.writePageStep(ctx, wfID, page, in.PageSize, l.analyzedAt, failAfterWrite,
 			dbos.WithStepMaxRetries(attempts-1)); err != nil {
-			return 0, err
+			return store.Counts{}, err
 		}
 	}
-	return l.countStep(ctx, wfID, false)
+	return l.countStep(ctx, l.strict, wfID)
 }
 
 func runRetryBad(ctx context.Context, l *Lab, p Params) (Report, error) {

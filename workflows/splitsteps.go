@@ -37,10 +37,10 @@ re-executes the inserts: no UNIQUE violation, and more rows than unique users.`,
 	run: runSplitSteps,
 }
 
-func (l *Lab) splitStepsWorkflow(ctx dbos.Context, in Input) (int64, error) {
+func (l *Lab) splitStepsWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
 	wfID, execution, err := l.workflowContext(ctx)
 	if err != nil {
-		return 0, err
+		return store.Counts{}, err
 	}
 	defer l.flush(ctx, wfID)
 	analyzedAt := time.Now().UTC() // per execution, on purpose: see the file comment
@@ -53,16 +53,16 @@ func (l *Lab) splitStepsWorkflow(ctx dbos.Context, in Input) (int64, error) {
 			return fake.Page(page, in.PageSize), nil
 		}, dbos.WithStepName(fmt.Sprintf("generate_page_%d", page)))
 		if err != nil {
-			return 0, err
+			return store.Counts{}, err
 		}
-		if err := l.store.InsertPage(ctx, users, wfID, analyzedAt); err != nil {
+		if err := l.strict.InsertPage(ctx, users, wfID, analyzedAt); err != nil {
 			if errors.Is(err, store.ErrDuplicateUser) {
 				l.count(wfID, func(s *store.Stats) { s.UniqueViolations++ })
 			}
-			return 0, err
+			return store.Counts{}, err
 		}
 	}
-	return l.countStep(ctx, wfID, false)
+	return l.countStep(ctx, l.strict, wfID)
 }
 
 func runSplitSteps(ctx context.Context, l *Lab, p Params) (Report, error) {
