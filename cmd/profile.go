@@ -296,7 +296,7 @@ func runPlainProfile(ctx context.Context, o *profileOptions, cfg resolved, t *wo
 		return workflows.Report{}, 0, err
 	}
 	defer st.Close()
-	tb := st.Table(store.Ledger)
+	tb := st.Table(store.Strict) // the durable run's table, as SPEC has it for profile
 	if err := prepareForPlain(ctx, o, tb); err != nil {
 		return workflows.Report{}, 0, err
 	}
@@ -498,7 +498,7 @@ func (p *progress) finish() {
 	}
 }
 
-// prepareForPlain empties the ledger table of finished workflows for the
+// prepareForPlain empties the table of finished workflows for the
 // plain run, as a durable run would: the plain run has no DBOS of its own,
 // so a client tells which workflows are finished.
 func prepareForPlain(ctx context.Context, o *profileOptions, tb store.Table) error {

@@ -260,8 +260,8 @@ func whereItRuns(st dbos.WorkflowStatus) string {
 	if exp, ok := experimentOf(st.Name); ok {
 		run = fmt.Sprintf("`durlab %s`", exp)
 	}
-	return fmt.Sprintf("nothing runs it yet: it runs at the next %s or `durlab worker` (any durlab process of version %s dequeues it while it is up); follow it with `durlab workflow get %s`",
-		run, workflows.AppVersion, st.ID)
+	return fmt.Sprintf("nothing runs it yet: the next durlab process of version %s to start (%s, another experiment, or `durlab worker`) dequeues it; if that process ends first, the workflow stays PENDING on its executor ID and the same command run again recovers it; follow it with `durlab workflow get %s`",
+		workflows.AppVersion, run, st.ID)
 }
 
 // errNoSystemDB: the system database does not exist yet, so it holds no

@@ -128,7 +128,7 @@ type mainExecution struct {
 // step after each batch records the execution that saw it done: replayed,
 // it returns an earlier execution's number. The step is there whatever the
 // knobs say, so that every execution has the same sequence of steps.
-func (l *Lab) runBatches(ctx dbos.Context, in Input, child dbos.Workflow[BatchInput, int64], crashPoints bool) (store.Counts, error) {
+func (l *Lab) runBatches(ctx dbos.Context, in Input, child dbos.Workflow[BatchInput, int64], crashPoints bool, t store.Table) (store.Counts, error) {
 	wfID, execution, err := l.workflowContext(ctx)
 	if err != nil {
 		return store.Counts{}, err
@@ -163,7 +163,7 @@ func (l *Lab) runBatches(ctx dbos.Context, in Input, child dbos.Workflow[BatchIn
 			}
 		}
 	}
-	return l.countStep(ctx, l.ledger, wfID)
+	return l.countStep(ctx, t, wfID)
 }
 
 func (l *Lab) awaitBatch(ctx dbos.Context, in Input, run mainExecution, b int, h dbos.WorkflowHandle[int64]) error {

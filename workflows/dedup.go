@@ -50,7 +50,7 @@ Use 'durlab run dedup --until-success' to restart it after each crash.`,
 }
 
 func (l *Lab) dedupWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
-	return l.runBatches(ctx, in, l.dedupBatchWorkflow, true)
+	return l.runBatches(ctx, in, l.dedupBatchWorkflow, true, l.ledger)
 }
 
 func (l *Lab) dedupBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
@@ -106,13 +106,13 @@ func (l *Lab) insertStepOptions(batch int) []dbos.StepOption {
 }
 
 func runDedup(ctx context.Context, l *Lab, p Params) (Report, error) {
-	return runBatchExperiment(ctx, l, p, "dedup", dedupWorkflowName, l.dedupWorkflow)
+	return runBatchExperiment(ctx, l, p, "dedup", dedupWorkflowName, l.dedupWorkflow, store.Ledger)
 }
 
 // runBatchExperiment starts or attaches to the main workflow of a batch
 // experiment with a ledger table, and reports on it.
-func runBatchExperiment(ctx context.Context, l *Lab, p Params, exp, name string, wf dbos.Workflow[Input, store.Counts]) (Report, error) {
-	rep, err := startAndReport(ctx, l, p, exp, name, wf, store.Ledger)
+func runBatchExperiment(ctx context.Context, l *Lab, p Params, exp, name string, wf dbos.Workflow[Input, store.Counts], v store.Variant) (Report, error) {
+	rep, err := startAndReport(ctx, l, p, exp, name, wf, v)
 	if err != nil {
 		return rep, err
 	}

@@ -35,7 +35,7 @@ together. Compare the two with 'durlab compare'.`,
 }
 
 func (l *Lab) exactlyOnceWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
-	return l.runBatches(ctx, in, l.exactlyOnceBatchWorkflow, true)
+	return l.runBatches(ctx, in, l.exactlyOnceBatchWorkflow, true, l.ledger)
 }
 
 func (l *Lab) exactlyOnceBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
@@ -84,7 +84,7 @@ func (l *Lab) exactlyOnceBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, 
 }
 
 func runExactlyOnce(ctx context.Context, l *Lab, p Params) (Report, error) {
-	rep, err := runBatchExperiment(ctx, l, p, "exactly-once", exactlyOnceWorkflowName, l.exactlyOnceWorkflow)
+	rep, err := runBatchExperiment(ctx, l, p, "exactly-once", exactlyOnceWorkflowName, l.exactlyOnceWorkflow, store.Ledger)
 	if err != nil {
 		return rep, err
 	}

@@ -107,8 +107,8 @@ type Config struct {
 type Lab struct {
 	dbos    dbos.Context
 	store   store.Store
-	strict  store.Table // basic to split-steps
-	ledger  store.Table // the batch experiments
+	strict  store.Table // basic to profile
+	ledger  store.Table // dedup and exactly-once
 	faults  Faults
 	notices io.Writer
 	queue   dbos.Queue

@@ -35,7 +35,7 @@ no DBOS at all to measure the price of durability.`,
 }
 
 func (l *Lab) profileWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
-	return l.runBatches(ctx, in, l.profileBatchWorkflow, false)
+	return l.runBatches(ctx, in, l.profileBatchWorkflow, false, l.strict)
 }
 
 func (l *Lab) profileBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
@@ -50,7 +50,7 @@ func (l *Lab) profileBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, erro
 		if err != nil {
 			return 0, err
 		}
-		if err := l.timings.timeStore(func() error { return l.ledger.InsertPage(ctx, out.Users, in.Root, analyzedAt) }); err != nil {
+		if err := l.timings.timeStore(func() error { return l.strict.InsertPage(ctx, out.Users, in.Root, analyzedAt) }); err != nil {
 			return 0, err
 		}
 		rows += int64(len(out.Users))
@@ -59,7 +59,7 @@ func (l *Lab) profileBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, erro
 }
 
 func runProfile(ctx context.Context, l *Lab, p Params) (Report, error) {
-	return runBatchExperiment(ctx, l, p, "profile", profileWorkflowName, l.profileWorkflow)
+	return runBatchExperiment(ctx, l, p, "profile", profileWorkflowName, l.profileWorkflow, store.Strict)
 }
 
 // RunPlain does profile's work with no durability: the same pages, the same
