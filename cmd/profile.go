@@ -44,8 +44,8 @@ both in pprof format. After the report, a breakdown says where the time went:
                   per workflow
   business logic  fake generation, which a program with no DBOS does too
   store writes    inserting the pages into the users table
-  rest            everything else: DBOS orchestration and checkpoints, the
-                  table reset and the final counts
+  rest            everything else: DBOS orchestration and checkpoints,
+                  emptying finished runs' rows, and the final counts
   price           with --compare: durable wall time / no-durability wall time
   per checkpoint  the overhead of one checkpoint in ms: with --compare
                   (durable - plain) / checkpoints, otherwise
@@ -401,9 +401,9 @@ func printBreakdown(out io.Writer, bd breakdown) error {
 	} else {
 		fmt.Fprintf(w, "durability\tnone: no workflow, step or checkpoint\n")
 	}
-	rest := "the loop, the table reset and the final counts"
+	rest := "the loop, emptying finished runs' rows and the final counts"
 	if durable {
-		rest = "DBOS orchestration and checkpoints, the table reset and the final counts"
+		rest = "DBOS orchestration and checkpoints, emptying finished runs' rows and the final counts"
 	}
 	fmt.Fprintf(w, "business logic\t%s  %s  fake generation\n", fmtMs(bd.BusinessMs), share(bd.BusinessMs))
 	fmt.Fprintf(w, "store writes\t%s  %s  inserting the pages\n", fmtMs(bd.StoreMs), share(bd.StoreMs))
