@@ -59,6 +59,7 @@ func TestBadInputMatrix(t *testing.T) {
 		{"unknown output", nil, []string{"basic", "--output", "yaml"}, 2, `unknown --output "yaml"`},
 		{"unknown log level", nil, []string{"basic", "--log-level", "loud"}, 2, `unknown --log-level "loud"`},
 		{"stray argument", nil, []string{"basic", "extra"}, 2, `durlab basic takes no arguments, got "extra"`},
+		{"stray argument to profile", nil, []string{"profile", "extra"}, 2, `durlab profile takes no arguments, got "extra"`},
 		{"unknown command", nil, []string{"nosuch"}, 2, `unknown command "nosuch"`},
 		{"run unknown experiment", nil, []string{"run", "nosuch", "--until-success"}, 2, `unknown experiment "nosuch" for run`},
 		{"run negative max-restarts", nil, []string{"run", "dedup", "--max-restarts", "-1"}, 2, "--max-restarts must not be negative"},

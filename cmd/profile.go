@@ -83,7 +83,7 @@ func newProfileCmd(g *globalOptions, runF func(*profileOptions) error) *cobra.Co
 		Example: `  durlab profile --out main.prof
   durlab profile --compare
   durlab profile --batches 100 --pages 100 --page-size 100 --compare`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			opts.seedSet = c.Flags().Changed("seed")
 			if err := opts.validate(); err != nil {
