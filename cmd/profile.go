@@ -180,8 +180,8 @@ func runProfile(ctx context.Context, o *profileOptions) error {
 	var timings *workflows.Timings
 	var wall time.Duration
 	if o.noDurability || o.compare {
-		// Before the lab opens: DBOS's Launch may recover a pending
-		// workflow, and the plain run resets the users table.
+		// The plain run goes first, before the lab opens and its Launch
+		// recovers anything, so the two runs never share the machine.
 		var t workflows.Timings
 		var d time.Duration
 		plainRep, d, err = runPlainProfile(ctx, o, cfg, &t, rec, o.noDurability)

@@ -48,7 +48,7 @@ func runBasic(ctx context.Context, l *Lab, p Params) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	rep.AsExpected = succeeded(rep) && rep.Rows == rep.wantUsers
+	rep.AsExpected = succeeded(rep) && rep.Rows == rep.input.Users()
 	rep.Lesson = fmt.Sprintf("each step's write was checkpointed once: %d rows for %d users", rep.Rows, rep.UniqueUsers)
 	return rep, nil
 }

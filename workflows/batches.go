@@ -137,7 +137,7 @@ func (l *Lab) runBatches(ctx dbos.Context, in Input, child dbos.Workflow[BatchIn
 	run := mainExecution{wfID: wfID, execution: execution, crashPoints: crashPoints}
 	var opts []dbos.WorkflowOption
 	if in.Queue != "" {
-		q, err := l.batchQueue(ctx, in.Queue)
+		q, err := l.batchQueue(in.Queue)
 		if err != nil {
 			return store.Counts{}, err
 		}
@@ -190,4 +190,28 @@ func (l *Lab) awaitBatch(ctx dbos.Context, in Input, run mainExecution, b int, h
 // batchesExpected is the Expected text of the batch experiments.
 func batchesExpected(p Params) string {
 	return fmt.Sprintf("%d unique users (%d batches x %d pages x %d)", p.Input.Users(), p.Batches, p.Pages, p.PageSize)
+}
+
+// runBatchExperiment starts or attaches to the main workflow of a batch
+// experiment writing to the table of variant v, and reports on it.
+func runBatchExperiment(ctx context.Context, l *Lab, p Params, exp, name string, wf dbos.Workflow[Input, store.Counts], v store.Variant) (Report, error) {
+	rep, err := startAndReport(ctx, l, p, exp, name, wf, v)
+	if err != nil {
+		return rep, err
+	}
+	result, want := rep.Result, rep.input.Users()
+	rep.AsExpected = rep.Status == string(dbos.WorkflowStatusSuccess) && result == want && rep.UniqueUsers == want
+	switch {
+	case deadLetterLesson(rep) != "":
+		rep.Lesson = deadLetterLesson(rep)
+	case !rep.AsExpected:
+		rep.Lesson = fmt.Sprintf("the workflow ended %s with %d of %d users", rep.Status, result, want)
+	case rep.Duplicates > 0 && rep.CommitCrashes > 0:
+		rep.Lesson = fmt.Sprintf("%d duplicate rows, from retried inserts and from %d crash(es) right after an insert committed (the recovery ran the insert again), yet the window-function count is exactly %d", rep.Duplicates, rep.CommitCrashes, result)
+	case rep.Duplicates > 0:
+		rep.Lesson = fmt.Sprintf("%d duplicate rows from retried inserts and recovered executions, yet the window-function count is exactly %d", rep.Duplicates, result)
+	default:
+		rep.Lesson = fmt.Sprintf("no duplicates this time: rows, unique users and the window-function count all equal %d", result)
+	}
+	return rep, nil
 }

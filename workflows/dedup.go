@@ -108,27 +108,3 @@ func (l *Lab) insertStepOptions(batch int) []dbos.StepOption {
 func runDedup(ctx context.Context, l *Lab, p Params) (Report, error) {
 	return runBatchExperiment(ctx, l, p, "dedup", dedupWorkflowName, l.dedupWorkflow, store.Ledger)
 }
-
-// runBatchExperiment starts or attaches to the main workflow of a batch
-// experiment with a ledger table, and reports on it.
-func runBatchExperiment(ctx context.Context, l *Lab, p Params, exp, name string, wf dbos.Workflow[Input, store.Counts], v store.Variant) (Report, error) {
-	rep, err := startAndReport(ctx, l, p, exp, name, wf, v)
-	if err != nil {
-		return rep, err
-	}
-	result, want := rep.Result, rep.wantUsers
-	rep.AsExpected = rep.Status == string(dbos.WorkflowStatusSuccess) && result == want && rep.UniqueUsers == want
-	switch {
-	case deadLetterLesson(rep) != "":
-		rep.Lesson = deadLetterLesson(rep)
-	case !rep.AsExpected:
-		rep.Lesson = fmt.Sprintf("the workflow ended %s with %d of %d users", rep.Status, result, want)
-	case rep.Duplicates > 0 && rep.CommitCrashes > 0:
-		rep.Lesson = fmt.Sprintf("%d duplicate rows, from retried inserts and from %d crash(es) right after an insert committed (the recovery ran the insert again), yet the window-function count is exactly %d", rep.Duplicates, rep.CommitCrashes, result)
-	case rep.Duplicates > 0:
-		rep.Lesson = fmt.Sprintf("%d duplicate rows from retried inserts and recovered executions, yet the window-function count is exactly %d", rep.Duplicates, result)
-	default:
-		rep.Lesson = fmt.Sprintf("no duplicates this time: rows, unique users and the window-function count all equal %d", result)
-	}
-	return rep, nil
-}

@@ -125,8 +125,7 @@ type Report struct {
 	// Lesson is one sentence on what this run shows.
 	Lesson string `json:"lesson"`
 
-	wantUsers int64 // the users the workflow's own input generates
-	input     Input // the workflow's own input
+	input Input // the workflow's own input
 }
 
 // RunInput is the input the reported workflow ran with: a resumed workflow
@@ -151,11 +150,13 @@ func startOrAttach[R any](ctx context.Context, l *Lab, name string, wf dbos.Work
 	}
 	pending, err := dbos.ListWorkflows(l.dbos, dbos.WithFilterName(name),
 		dbos.WithFilterStatus(dbos.WorkflowStatusPending, dbos.WorkflowStatusEnqueued),
-		dbos.WithFilterSortDesc())
+		dbos.WithFilterSortDesc(), dbos.WithFilterLimit(1),
+		dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
 	if err != nil {
 		return nil, false, err
 	}
-	for _, w := range pending {
+	if len(pending) > 0 {
+		w := pending[0]
 		h, err := dbos.RetrieveWorkflow[R](l.dbos, w.ID)
 		if err != nil {
 			return nil, false, err
@@ -169,7 +170,6 @@ func startOrAttach[R any](ctx context.Context, l *Lab, name string, wf dbos.Work
 			return h, true, nil
 		}
 		fmt.Fprintf(l.notices, "durlab: workflow %s is still %s; starting a new one\n", w.ID, w.Status)
-		break
 	}
 	if beforeStart != nil {
 		if err := beforeStart(); err != nil {
@@ -238,7 +238,7 @@ func finish(ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandle[store
 		return Report{}, runErr
 	}
 	rep := Report{Experiment: exp, WorkflowID: h.GetWorkflowID(), Attached: attached}
-	st, err := l.status(ctx, rep.WorkflowID)
+	st, err := l.status(rep.WorkflowID, dbos.WithFilterLoadInput(true), dbos.WithFilterLoadOutput(false))
 	if err != nil {
 		return rep, err
 	}
@@ -249,11 +249,11 @@ func finish(ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandle[store
 	}
 	// A resumed workflow runs with the input it was started with, which
 	// may differ from this command's flags.
-	in, ok := l.inputOf(ctx, rep.WorkflowID)
+	in, ok := inputOf(st)
 	if !ok {
 		in = p.Input
 	}
-	rep.Seed, rep.wantUsers, rep.input = in.Seed, in.Users(), in
+	rep.Seed, rep.input = in.Seed, in
 	if err := l.flush(ctx, rep.WorkflowID); err != nil {
 		return rep, err
 	}
@@ -281,22 +281,10 @@ func finish(ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandle[store
 // inputOf decodes the workflow's recorded input, so that a resumed run
 // reports the seed it really runs with.
 func inputOf(st dbos.WorkflowStatus) (Input, bool) {
-	switch v := st.Input.(type) {
-	case Input:
-		return v, true
-	case nil:
-		return Input{}, false
-	case string: // DBOS hands back the recorded JSON
-		var in Input
-		return in, json.Unmarshal([]byte(v), &in) == nil && in.Pages > 0
-	default:
-		b, err := json.Marshal(v)
-		if err != nil {
-			return Input{}, false
-		}
-		var in Input
-		return in, json.Unmarshal(b, &in) == nil
-	}
+	// DBOS's default serializer hands the recorded input back as JSON text.
+	text, ok := st.Input.(string)
+	var in Input
+	return in, ok && json.Unmarshal([]byte(text), &in) == nil && in.Pages > 0
 }
 
 // PrepareStore empties table t for a new run, as the Python originals do,
@@ -312,14 +300,11 @@ func PrepareStore(ctx context.Context, c dbos.Client, t store.Table) error {
 		return err
 	}
 	wfs, err := dbos.ListWorkflows(c, dbos.WithFilterWorkflowIDs(ids...),
-		dbos.WithFilterStatus(dbos.WorkflowStatusSuccess, dbos.WorkflowStatusError))
+		dbos.WithFilterStatus(dbos.WorkflowStatusSuccess, dbos.WorkflowStatusError),
+		dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
 	if err != nil {
 		return err
 	}
-	finished := make([]string, len(wfs))
-	for i, w := range wfs {
-		finished[i] = w.ID
-	}
-	_, err = t.Delete(ctx, finished)
+	_, err = t.Delete(ctx, idsOf(wfs))
 	return err
 }

@@ -111,7 +111,6 @@ type Lab struct {
 	ledger  store.Table // dedup and exactly-once
 	faults  Faults
 	notices io.Writer
-	queue   dbos.Queue
 
 	// leftPending are the workflows this executor had left PENDING or
 	// ENQUEUED before Launch recovered (or dead-lettered) them, by name.
@@ -202,7 +201,7 @@ func Open(ctx context.Context, cfg Config) (*Lab, error) {
 		counters: map[string]*store.Stats{}, analyzedAt: time.Now().UTC(),
 		progress: cfg.Progress, queues: map[string]dbos.Queue{},
 		claim: cl, serve: cfg.Serve, selfServe: map[string]bool{}, stop: make(chan struct{})}
-	l.register(cfg)
+	l.register()
 	// The DataSource must exist before Launch, which may recover an
 	// exactly-once workflow that needs it.
 	if l.dataSource, err = newDataSource(dctx, st); err != nil {
@@ -238,15 +237,6 @@ func newDataSource(ctx dbos.Context, st store.Store) (*dbos.DataSource, error) {
 
 // Timings are where this process's workflow time went, for profile.
 func (l *Lab) Timings() *Timings { return &l.timings }
-
-// inputOf reads the recorded input of workflow id.
-func (l *Lab) inputOf(_ context.Context, id string) (Input, bool) {
-	wfs, err := dbos.ListWorkflows(l.dbos, dbos.WithFilterWorkflowIDs(id), dbos.WithFilterLoadInput(true))
-	if err != nil || len(wfs) == 0 {
-		return Input{}, false
-	}
-	return inputOf(wfs[0])
-}
 
 // ErrSystemDB: the DBOS system database could not be opened.
 var ErrSystemDB = errors.New("system database unavailable")
@@ -290,9 +280,6 @@ func (l *Lab) table(v store.Variant) store.Table {
 	return l.strict
 }
 
-// Store is the lab's users store.
-func (l *Lab) Store() store.Store { return l.store }
-
 func (l *Lab) pendingOf(ctx context.Context, executorID string) (map[string][]string, error) {
 	wfs, err := dbos.ListWorkflows(l.dbos,
 		dbos.WithFilterStatus(dbos.WorkflowStatusPending, dbos.WorkflowStatusEnqueued),
@@ -309,8 +296,8 @@ func (l *Lab) pendingOf(ctx context.Context, executorID string) (map[string][]st
 
 // status reads a workflow's status with the Lab's own context: never from
 // inside a workflow, where DBOS would checkpoint the read.
-func (l *Lab) status(_ context.Context, id string) (dbos.WorkflowStatus, error) {
-	wfs, err := dbos.ListWorkflows(l.dbos, dbos.WithFilterWorkflowIDs(id))
+func (l *Lab) status(id string, opts ...dbos.ListWorkflowsOption) (dbos.WorkflowStatus, error) {
+	wfs, err := dbos.ListWorkflows(l.dbos, append(opts, dbos.WithFilterWorkflowIDs(id))...)
 	if err != nil {
 		return dbos.WorkflowStatus{}, err
 	}
@@ -322,8 +309,8 @@ func (l *Lab) status(_ context.Context, id string) (dbos.WorkflowStatus, error) 
 
 // execution is the number of the current execution of workflow id: 1 for
 // the first run, then one more per recovery.
-func (l *Lab) execution(ctx context.Context, id string) int {
-	st, err := l.status(ctx, id)
+func (l *Lab) execution(id string) int {
+	st, err := l.status(id, dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
 	if err != nil {
 		return 0
 	}

@@ -20,9 +20,9 @@ import (
 // with "deadlock detected"; SQLite would answer "database is locked".
 func WithMigrationLock(ctx context.Context, systemDB string, f func() error) error {
 	if strings.HasPrefix(systemDB, "sqlite:") {
-		path := strings.TrimPrefix(systemDB, "sqlite:")
-		if path == "" || strings.HasPrefix(path, ":memory:") {
-			return f()
+		path, err := sqliteFile(systemDB)
+		if err != nil || path == "" {
+			return f() // DBOS reports a malformed URL; memory needs no lock
 		}
 		lock, err := os.OpenFile(path+".migrate.lock", os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
@@ -61,12 +61,12 @@ func WithMigrationLock(ctx context.Context, systemDB string, f func() error) err
 // creating it: a SQLite file that is there and not empty, or a Postgres
 // database the server knows.
 func SystemDBExists(ctx context.Context, systemDB string) (bool, error) {
-	if path, ok := strings.CutPrefix(systemDB, "sqlite:"); ok {
-		path, _, _ = strings.Cut(path, "?")
-		if path == "" || strings.HasPrefix(path, ":memory:") {
-			return true, nil
+	if strings.HasPrefix(systemDB, "sqlite:") {
+		path, err := sqliteFile(systemDB)
+		if err != nil || path == "" {
+			return true, nil // DBOS reports a malformed URL; memory always exists
 		}
-		st, err := os.Stat(strings.TrimPrefix(path, "file:"))
+		st, err := os.Stat(path)
 		return err == nil && st.Size() > 0, nil
 	}
 	cfg, err := pgx.ParseConfig(systemDB)

@@ -39,9 +39,10 @@ func (l *Lab) profileWorkflow(ctx dbos.Context, in Input) (store.Counts, error) 
 }
 
 func (l *Lab) profileBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
-	// profile injects no fault, so the execution number, which only fault
-	// decisions use, is not read: one system-database query less per batch.
-	const execution = 0
+	_, execution, err := l.workflowContext(ctx)
+	if err != nil {
+		return 0, err
+	}
 	defer l.flush(ctx, in.Root)
 	analyzedAt := time.Now().UTC()
 	var rows int64

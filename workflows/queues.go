@@ -117,7 +117,7 @@ func (l *Lab) Concurrency() int {
 
 // batchQueue returns the queue the batches of a main workflow go to, and
 // makes sure that someone runs them: a worker, or else this process.
-func (l *Lab) batchQueue(_ context.Context, name string) (dbos.Queue, error) {
+func (l *Lab) batchQueue(name string) (dbos.Queue, error) {
 	if err := CheckQueueName(name); err != nil {
 		return nil, err
 	}
@@ -198,6 +198,6 @@ func (l *Lab) Finished(since time.Time) (int, error) {
 	// The process is stopping: the Lab's context may be cancelled already.
 	wfs, err := dbos.ListWorkflows(dbos.WithoutCancel(l.dbos), dbos.WithFilterExecutorIDs(l.ExecutorID()),
 		dbos.WithFilterQueueName(l.serve), dbos.WithFilterStatus(dbos.WorkflowStatusSuccess),
-		dbos.WithFilterCompletedAfter(since))
+		dbos.WithFilterCompletedAfter(since), dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
 	return len(wfs), err
 }

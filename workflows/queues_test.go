@@ -52,7 +52,7 @@ func TestQueueConcurrencyIsSharedAndNeverSilentlyChanged(t *testing.T) {
 		t.Errorf("a worker without --concurrency: %d, notices %q", got, notices.String())
 	}
 	exp, notices := open("exp", "", 0)
-	if _, err := exp.batchQueue(context.Background(), "q"); err != nil {
+	if _, err := exp.batchQueue("q"); err != nil {
 		t.Fatal(err)
 	}
 	if got := stored(exp); got != 2 {
@@ -80,7 +80,7 @@ func TestExperimentServesAQueueWithoutWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if _, err := l.batchQueue(context.Background(), "lonely"); err != nil {
+	if _, err := l.batchQueue("lonely"); err != nil {
 		t.Fatal(err)
 	}
 	got := dbos.ListenedQueues(l.dbos)

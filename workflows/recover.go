@@ -54,7 +54,7 @@ func runRecover(ctx context.Context, l *Lab, p Params) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	rep.AsExpected = succeeded(rep) && rep.Rows == rep.wantUsers
+	rep.AsExpected = succeeded(rep) && rep.Rows == rep.input.Users()
 	switch {
 	case deadLetterLesson(rep) != "":
 		rep.Lesson = deadLetterLesson(rep)

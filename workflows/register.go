@@ -11,11 +11,12 @@ const defaultWait = 5 * time.Second
 
 // register registers every experiment's workflows, so that Launch can
 // recover any of them.
-func (l *Lab) register(cfg Config) {
-	recoveries := dbos.WithMaxRecoveryAttempts(max(cfg.Faults.MaxRecoveryAttempts, 0))
-	if cfg.Faults.MaxRecoveryAttempts <= 0 {
-		recoveries = dbos.WithMaxRecoveryAttempts(100)
+func (l *Lab) register() {
+	n := l.faults.MaxRecoveryAttempts
+	if n <= 0 {
+		n = 100 // DBOS's default
 	}
+	recoveries := dbos.WithMaxRecoveryAttempts(n)
 	dbos.RegisterWorkflow(l.dbos, l.basicWorkflow, dbos.WithWorkflowName(basicWorkflowName))
 	dbos.RegisterWorkflow(l.dbos, l.retryBadWorkflow, dbos.WithWorkflowName(retryBadWorkflowName))
 	dbos.RegisterWorkflow(l.dbos, l.recoverWorkflow, dbos.WithWorkflowName(recoverWorkflowName), recoveries)
