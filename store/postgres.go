@@ -60,14 +60,12 @@ func openPostgres(ctx context.Context, dsn string) (Store, error) {
 				return err
 			}
 		}
-		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS durlab_stats (
-			workflow_id TEXT PRIMARY KEY,
-			step_attempts BIGINT NOT NULL DEFAULT 0,
-			injected_failures BIGINT NOT NULL DEFAULT 0,
-			unique_violations BIGINT NOT NULL DEFAULT 0,
-			crashes BIGINT NOT NULL DEFAULT 0,
-		commit_crashes BIGINT NOT NULL DEFAULT 0)`)
-		return err
+		for _, ddl := range pgSQL.createAll() {
+			if _, err := tx.Exec(ctx, ddl); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if errors.Is(err, ErrForeignSchema) {
 		pool.Close()
@@ -165,19 +163,13 @@ func (s *pgStore) locked(ctx context.Context, f func(tx pgx.Tx) error) error {
 	return tx.Commit(ctx)
 }
 
-func pgCreateTable(v Variant) string {
-	key := "id, workflow_id, analyzed_at"
-	if v == Ledger {
-		key += ", created_at"
-	}
-	return `CREATE TABLE IF NOT EXISTS ` + v.Table() + ` (
-		id TEXT NOT NULL,
-		external_id TEXT NOT NULL,
-		name TEXT NOT NULL,
-		workflow_id TEXT NOT NULL,
-		analyzed_at TIMESTAMPTZ NOT NULL,
-		created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
-		PRIMARY KEY (` + key + `))`
+// pgSQL is the Postgres dialect: created_at from clock_timestamp(), the
+// time of the insert itself rather than of its transaction.
+var pgSQL = dialect{
+	placeholder:  func(n int) string { return "$" + strconv.Itoa(n) },
+	timeType:     "TIMESTAMPTZ",
+	intType:      "BIGINT",
+	createdAtNow: "clock_timestamp()",
 }
 
 // pgCheckTable returns ErrForeignSchema when the variant's table, as the
@@ -204,24 +196,10 @@ func pgCheckTable(ctx context.Context, tx pgx.Tx, v Variant) error {
 			key = append(key, name)
 		}
 	}
-	if err := rows.Err(); err != nil {
+	if err := rows.Err(); err != nil || len(names) == 0 {
 		return err
 	}
-	if len(names) == 0 {
-		return nil
-	}
-	if err := checkColumns(v, names); err != nil {
-		return err
-	}
-	sort.Strings(key)
-	want := "analyzed_at,id,workflow_id"
-	if v == Ledger {
-		want = "analyzed_at,created_at,id,workflow_id"
-	}
-	if got := strings.Join(key, ","); got != want {
-		return fmt.Errorf("%w (table %s has primary key %s)", ErrForeignSchema, v.Table(), strings.Join(key, ", "))
-	}
-	return nil
+	return checkSchema(v, names, key)
 }
 
 func (s *pgStore) Table(v Variant) Table { return pgTable{s: s, v: v} }
@@ -234,18 +212,8 @@ type pgTable struct {
 
 func (t pgTable) Variant() Variant { return t.v }
 
-// Prepare holds the schema lock: CREATE TABLE IF NOT EXISTS races in
-// Postgres when several processes create the same table at once.
-func (t pgTable) Prepare(ctx context.Context) error {
-	return t.s.locked(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, pgCreateTable(t.v))
-		return err
-	})
-}
-
 func (t pgTable) InsertStatements(users []fake.User, workflowID string, analyzedAt time.Time) []Statement {
-	return insertStatements(t.v.Table(), users, workflowID, analyzedAt,
-		func(n int) string { return "$" + strconv.Itoa(n) })
+	return pgSQL.insertStatements(t.v.Table(), users, workflowID, analyzedAt)
 }
 
 func (t pgTable) InsertPage(ctx context.Context, users []fake.User, workflowID string, analyzedAt time.Time) error {
@@ -280,7 +248,7 @@ func (t pgTable) Counts(ctx context.Context, workflowID string) (Counts, error) 
 	if err != nil {
 		return c, err
 	}
-	err = t.s.pool.QueryRow(ctx, fmt.Sprintf(latestCountSQL, t.v.Table(), "$1"), workflowID).Scan(&c.Latest)
+	err = t.s.pool.QueryRow(ctx, pgSQL.latestCount(t.v), workflowID).Scan(&c.Latest)
 	return c, err
 }
 
@@ -301,23 +269,13 @@ func (t pgTable) Delete(ctx context.Context, workflowIDs []string) (int64, error
 }
 
 func (s *pgStore) AddStats(ctx context.Context, workflowID string, d Stats) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO durlab_stats AS t
-		(workflow_id, step_attempts, injected_failures, unique_violations, crashes, commit_crashes) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (workflow_id) DO UPDATE SET
-		step_attempts = t.step_attempts + excluded.step_attempts,
-		injected_failures = t.injected_failures + excluded.injected_failures,
-		unique_violations = t.unique_violations + excluded.unique_violations,
-		crashes = t.crashes + excluded.crashes,
-		commit_crashes = t.commit_crashes + excluded.commit_crashes`,
-		workflowID, d.StepAttempts, d.InjectedFailures, d.UniqueViolations, d.Crashes, d.CommitCrashes)
+	_, err := s.pool.Exec(ctx, pgSQL.addStats(), addStatsArgs(workflowID, d)...)
 	return err
 }
 
 func (s *pgStore) Stats(ctx context.Context, workflowID string) (Stats, error) {
 	var st Stats
-	err := s.pool.QueryRow(ctx, `SELECT step_attempts, injected_failures, unique_violations, crashes, commit_crashes
-		FROM durlab_stats WHERE workflow_id = $1`, workflowID).
-		Scan(&st.StepAttempts, &st.InjectedFailures, &st.UniqueViolations, &st.Crashes, &st.CommitCrashes)
+	err := s.pool.QueryRow(ctx, pgSQL.selectStats(), workflowID).Scan(statsDest(&st)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Stats{}, nil
 	}

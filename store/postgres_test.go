@@ -29,14 +29,20 @@ func init() {
 	}
 }
 
-func TestPostgresForeignTableIsRefusedAndUntouched(t *testing.T) {
+// pgScratch is a fresh database and a pool on it, closed when t ends.
+func pgScratch(t *testing.T) (context.Context, string, *pgxpool.Pool) {
 	ctx := context.Background()
 	dsn := pgtest.Database(t)
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
+	t.Cleanup(pool.Close)
+	return ctx, dsn, pool
+}
+
+func TestPostgresForeignTableIsRefusedAndUntouched(t *testing.T) {
+	ctx, dsn, pool := pgScratch(t)
 	if _, err := pool.Exec(ctx, `CREATE TABLE users (email TEXT PRIMARY KEY)`); err != nil {
 		t.Fatal(err)
 	}
@@ -58,13 +64,7 @@ func TestPostgresForeignTableIsRefusedAndUntouched(t *testing.T) {
 }
 
 func TestPostgresForeignKeyIsRefused(t *testing.T) {
-	ctx := context.Background()
-	dsn := pgtest.Database(t)
-	pool, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	ctx, dsn, pool := pgScratch(t)
 	// durlab's columns, the other variant's key.
 	if _, err := pool.Exec(ctx, `CREATE TABLE users_ledger (
 		id TEXT, external_id TEXT, name TEXT, workflow_id TEXT,
@@ -110,7 +110,7 @@ func TestPostgresUnreachableHidesPassword(t *testing.T) {
 	}
 }
 
-func TestPostgresConcurrentPrepare(t *testing.T) {
+func TestPostgresConcurrentOpen(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgtest.Database(t)
 	const n = 8
@@ -123,8 +123,7 @@ func TestPostgresConcurrentPrepare(t *testing.T) {
 				errs[i] = err
 				return
 			}
-			defer s.Close()
-			errs[i] = s.Table(Ledger).Prepare(ctx)
+			errs[i] = s.Close()
 		})
 	}
 	wg.Wait()

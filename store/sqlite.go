@@ -116,32 +116,21 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 			return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
 		}
 	}
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS durlab_stats (
-		workflow_id TEXT PRIMARY KEY,
-		step_attempts INTEGER NOT NULL DEFAULT 0,
-		injected_failures INTEGER NOT NULL DEFAULT 0,
-		unique_violations INTEGER NOT NULL DEFAULT 0,
-		crashes INTEGER NOT NULL DEFAULT 0,
-		commit_crashes INTEGER NOT NULL DEFAULT 0)`); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
+	for _, ddl := range sqliteSQL.createAll() {
+		if _, err := db.ExecContext(ctx, ddl); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
+		}
 	}
 	return s, nil
 }
 
-func sqliteCreateTable(v Variant) string {
-	key := "id, workflow_id, analyzed_at"
-	if v == Ledger {
-		key += ", created_at"
-	}
-	return `CREATE TABLE IF NOT EXISTS ` + v.Table() + ` (
-		id TEXT NOT NULL,
-		external_id TEXT NOT NULL,
-		name TEXT NOT NULL,
-		workflow_id TEXT NOT NULL,
-		analyzed_at TEXT NOT NULL,
-		created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
-		PRIMARY KEY (` + key + `))`
+// sqliteSQL is the SQLite dialect: created_at as text with milliseconds.
+var sqliteSQL = dialect{
+	placeholder:  func(int) string { return "?" },
+	timeType:     "TEXT",
+	intType:      "INTEGER",
+	createdAtNow: "(strftime('%Y-%m-%d %H:%M:%f', 'now'))",
 }
 
 // checkTable returns ErrForeignSchema when the variant's table exists with
@@ -152,8 +141,7 @@ func (s *sqliteStore) checkTable(ctx context.Context, v Variant) error {
 		return err
 	}
 	defer rows.Close()
-	var names []string
-	createdAtInKey := false
+	var names, key []string
 	for rows.Next() {
 		var name string
 		var pk int
@@ -161,23 +149,14 @@ func (s *sqliteStore) checkTable(ctx context.Context, v Variant) error {
 			return err
 		}
 		names = append(names, name)
-		if name == "created_at" && pk > 0 {
-			createdAtInKey = true
+		if pk > 0 {
+			key = append(key, name)
 		}
 	}
-	if err := rows.Err(); err != nil {
+	if err := rows.Err(); err != nil || len(names) == 0 {
 		return err
 	}
-	if len(names) == 0 {
-		return nil
-	}
-	if err := checkColumns(v, names); err != nil {
-		return err
-	}
-	if createdAtInKey != (v == Ledger) {
-		return fmt.Errorf("%w (table %s has the primary key of the other variant)", ErrForeignSchema, v.Table())
-	}
-	return nil
+	return checkSchema(v, names, key)
 }
 
 func (s *sqliteStore) Table(v Variant) Table { return sqliteTable{s: s, v: v} }
@@ -190,14 +169,8 @@ type sqliteTable struct {
 
 func (t sqliteTable) Variant() Variant { return t.v }
 
-func (t sqliteTable) Prepare(ctx context.Context) error {
-	_, err := t.s.db.ExecContext(ctx, sqliteCreateTable(t.v))
-	return err
-}
-
 func (t sqliteTable) InsertStatements(users []fake.User, workflowID string, analyzedAt time.Time) []Statement {
-	return insertStatements(t.v.Table(), users, workflowID, analyzedAt.UTC().Format(time.RFC3339Nano),
-		func(int) string { return "?" })
+	return sqliteSQL.insertStatements(t.v.Table(), users, workflowID, analyzedAt.UTC().Format(time.RFC3339Nano))
 }
 
 func (t sqliteTable) InsertPage(ctx context.Context, users []fake.User, workflowID string, analyzedAt time.Time) error {
@@ -224,18 +197,22 @@ func classifySQLite(err error) error {
 	return err
 }
 
+// sqliteCountsSQL counts rows and distinct users of one workflow.
+func sqliteCountsSQL(v Variant) string {
+	return `SELECT COALESCE(SUM(n), 0), COUNT(*) FROM
+		(SELECT COUNT(*) AS n FROM ` + v.Table() + ` WHERE workflow_id = ? GROUP BY id)`
+}
+
 func (t sqliteTable) Counts(ctx context.Context, workflowID string) (Counts, error) {
 	var c Counts
 	// Grouping by id streams over the primary-key index, which starts with
 	// id; COUNT(DISTINCT id) would build a temporary b-tree of every ID,
 	// in memory with temp_store=MEMORY.
-	err := t.s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0), COUNT(*) FROM
-		(SELECT COUNT(*) AS n FROM `+t.v.Table()+` WHERE workflow_id = ? GROUP BY id)`, workflowID).
-		Scan(&c.Rows, &c.UniqueUsers)
+	err := t.s.db.QueryRowContext(ctx, sqliteCountsSQL(t.v), workflowID).Scan(&c.Rows, &c.UniqueUsers)
 	if err != nil {
 		return c, err
 	}
-	err = t.s.db.QueryRowContext(ctx, fmt.Sprintf(latestCountSQL, t.v.Table(), "?"), workflowID).Scan(&c.Latest)
+	err = t.s.db.QueryRowContext(ctx, sqliteSQL.latestCount(t.v), workflowID).Scan(&c.Latest)
 	return c, err
 }
 
@@ -270,23 +247,13 @@ func (t sqliteTable) Delete(ctx context.Context, workflowIDs []string) (int64, e
 }
 
 func (s *sqliteStore) AddStats(ctx context.Context, workflowID string, d Stats) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO durlab_stats
-		(workflow_id, step_attempts, injected_failures, unique_violations, crashes, commit_crashes) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (workflow_id) DO UPDATE SET
-		step_attempts = step_attempts + excluded.step_attempts,
-		injected_failures = injected_failures + excluded.injected_failures,
-		unique_violations = unique_violations + excluded.unique_violations,
-		crashes = crashes + excluded.crashes,
-		commit_crashes = commit_crashes + excluded.commit_crashes`,
-		workflowID, d.StepAttempts, d.InjectedFailures, d.UniqueViolations, d.Crashes, d.CommitCrashes)
+	_, err := s.db.ExecContext(ctx, sqliteSQL.addStats(), addStatsArgs(workflowID, d)...)
 	return err
 }
 
 func (s *sqliteStore) Stats(ctx context.Context, workflowID string) (Stats, error) {
 	var st Stats
-	err := s.db.QueryRowContext(ctx, `SELECT step_attempts, injected_failures, unique_violations, crashes, commit_crashes
-		FROM durlab_stats WHERE workflow_id = ?`, workflowID).
-		Scan(&st.StepAttempts, &st.InjectedFailures, &st.UniqueViolations, &st.Crashes, &st.CommitCrashes)
+	err := s.db.QueryRowContext(ctx, sqliteSQL.selectStats(), workflowID).Scan(statsDest(&st)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Stats{}, nil
 	}

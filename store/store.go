@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,12 +82,6 @@ type Stats struct {
 	CommitCrashes    int64 // the crashes right after an insert committed
 }
 
-// Add returns the field-wise sum.
-func (s Stats) Add(o Stats) Stats {
-	return Stats{s.StepAttempts + o.StepAttempts, s.InjectedFailures + o.InjectedFailures,
-		s.UniqueViolations + o.UniqueViolations, s.Crashes + o.Crashes, s.CommitCrashes + o.CommitCrashes}
-}
-
 // Statement is one SQL statement with its arguments, in the store's dialect.
 type Statement struct {
 	SQL  string
@@ -97,8 +92,6 @@ type Statement struct {
 type Table interface {
 	// Variant is the table's primary-key variant.
 	Variant() Variant
-	// Prepare creates the table if it is missing.
-	Prepare(ctx context.Context) error
 	// InsertPage writes one page of users in one transaction. A conflict on
 	// the strict key gives an error wrapping ErrDuplicateUser.
 	InsertPage(ctx context.Context, users []fake.User, workflowID string, analyzedAt time.Time) error
@@ -113,7 +106,8 @@ type Table interface {
 	Delete(ctx context.Context, workflowIDs []string) (int64, error)
 }
 
-// Store is one database: its two users tables and the stats.
+// Store is one database: its two users tables and the stats, all created
+// when it opens, so a recovered workflow or a worker's batch finds them.
 type Store interface {
 	// Table is the users table of variant v.
 	Table(v Variant) Table
@@ -145,29 +139,100 @@ func IsPostgres(dsn string) bool {
 
 var columns = []string{"id", "external_id", "name", "workflow_id", "analyzed_at", "created_at"}
 
-// checkColumns returns ErrForeignSchema unless got holds exactly durlab's
-// columns.
-func checkColumns(v Variant, got []string) error {
-	if len(got) != len(columns) {
-		return fmt.Errorf("%w (table %s has columns %s)", ErrForeignSchema, v.Table(), strings.Join(got, ", "))
+// checkSchema returns ErrForeignSchema unless a table of variant v has
+// exactly durlab's columns and v's primary key.
+func checkSchema(v Variant, names, key []string) error {
+	if !slices.Equal(slices.Sorted(slices.Values(names)), slices.Sorted(slices.Values(columns))) {
+		return fmt.Errorf("%w (table %s has columns %s)", ErrForeignSchema, v.Table(), strings.Join(names, ", "))
 	}
-	want := map[string]bool{}
-	for _, c := range columns {
-		want[c] = true
+	want := []string{"analyzed_at", "id", "workflow_id"}
+	if v == Ledger {
+		want = []string{"analyzed_at", "created_at", "id", "workflow_id"}
 	}
-	for _, c := range got {
-		if !want[c] {
-			return fmt.Errorf("%w (table %s has columns %s)", ErrForeignSchema, v.Table(), strings.Join(got, ", "))
-		}
+	if !slices.Equal(slices.Sorted(slices.Values(key)), want) {
+		return fmt.Errorf("%w (table %s has primary key %s)", ErrForeignSchema, v.Table(), strings.Join(key, ", "))
 	}
 	return nil
+}
+
+// dialect is what differs between the backends' SQL.
+type dialect struct {
+	placeholder  func(n int) string
+	timeType     string // analyzed_at, created_at
+	intType      string // the stats
+	createdAtNow string // created_at's default: the insert time, sub-second
+}
+
+func (d dialect) createUsers(v Variant) string {
+	key := "id, workflow_id, analyzed_at"
+	if v == Ledger {
+		key += ", created_at"
+	}
+	return `CREATE TABLE IF NOT EXISTS ` + v.Table() + ` (
+		id TEXT NOT NULL,
+		external_id TEXT NOT NULL,
+		name TEXT NOT NULL,
+		workflow_id TEXT NOT NULL,
+		analyzed_at ` + d.timeType + ` NOT NULL,
+		created_at ` + d.timeType + ` NOT NULL DEFAULT ` + d.createdAtNow + `,
+		PRIMARY KEY (` + key + `))`
+}
+
+func (d dialect) createStats() string {
+	return `CREATE TABLE IF NOT EXISTS durlab_stats (
+		workflow_id TEXT PRIMARY KEY,
+		step_attempts ` + d.intType + ` NOT NULL DEFAULT 0,
+		injected_failures ` + d.intType + ` NOT NULL DEFAULT 0,
+		unique_violations ` + d.intType + ` NOT NULL DEFAULT 0,
+		crashes ` + d.intType + ` NOT NULL DEFAULT 0,
+		commit_crashes ` + d.intType + ` NOT NULL DEFAULT 0)`
+}
+
+// createAll is every table a store needs, created at open.
+func (d dialect) createAll() []string {
+	return []string{d.createStats(), d.createUsers(Strict), d.createUsers(Ledger)}
+}
+
+func (d dialect) addStats() string {
+	p := d.placeholder
+	return `INSERT INTO durlab_stats
+		(workflow_id, step_attempts, injected_failures, unique_violations, crashes, commit_crashes)
+		VALUES (` + p(1) + `, ` + p(2) + `, ` + p(3) + `, ` + p(4) + `, ` + p(5) + `, ` + p(6) + `)
+		ON CONFLICT (workflow_id) DO UPDATE SET
+		step_attempts = durlab_stats.step_attempts + excluded.step_attempts,
+		injected_failures = durlab_stats.injected_failures + excluded.injected_failures,
+		unique_violations = durlab_stats.unique_violations + excluded.unique_violations,
+		crashes = durlab_stats.crashes + excluded.crashes,
+		commit_crashes = durlab_stats.commit_crashes + excluded.commit_crashes`
+}
+
+func addStatsArgs(workflowID string, d Stats) []any {
+	return []any{workflowID, d.StepAttempts, d.InjectedFailures, d.UniqueViolations, d.Crashes, d.CommitCrashes}
+}
+
+func (d dialect) selectStats() string {
+	return `SELECT step_attempts, injected_failures, unique_violations, crashes, commit_crashes
+		FROM durlab_stats WHERE workflow_id = ` + d.placeholder(1)
+}
+
+func statsDest(st *Stats) []any {
+	return []any{&st.StepAttempts, &st.InjectedFailures, &st.UniqueViolations, &st.Crashes, &st.CommitCrashes}
+}
+
+// latestCount is the window-function count from the Python original: the
+// latest row of each (id, workflow_id) partition, so duplicates from retries
+// and recoveries count once.
+func (d dialect) latestCount(v Variant) string {
+	return `SELECT COUNT(*) FROM (
+	SELECT ROW_NUMBER() OVER (PARTITION BY id, workflow_id ORDER BY created_at DESC) AS rn
+	FROM ` + v.Table() + ` WHERE workflow_id = ` + d.placeholder(1) + `) ranked WHERE rn = 1`
 }
 
 // insertChunk bounds the rows of one INSERT, below both backends' limits on
 // bound parameters.
 const insertChunk = 500
 
-func insertStatements(table string, users []fake.User, workflowID string, analyzedAt any, placeholder func(n int) string) []Statement {
+func (d dialect) insertStatements(table string, users []fake.User, workflowID string, analyzedAt any) []Statement {
 	var stmts []Statement
 	for start := 0; start < len(users); start += insertChunk {
 		chunk := users[start:min(start+insertChunk, len(users))]
@@ -183,7 +248,7 @@ func insertStatements(table string, users []fake.User, workflowID string, analyz
 				if j > 0 {
 					sb.WriteByte(',')
 				}
-				sb.WriteString(placeholder(len(args) + j + 1))
+				sb.WriteString(d.placeholder(len(args) + j + 1))
 			}
 			sb.WriteByte(')')
 			args = append(args, u.ID, u.ExternalID, u.Name, workflowID, analyzedAt)
@@ -192,13 +257,6 @@ func insertStatements(table string, users []fake.User, workflowID string, analyz
 	}
 	return stmts
 }
-
-// The window-function count from the Python original: the latest row of each
-// (id, workflow_id) partition, so duplicates from retries and recoveries
-// count once.
-const latestCountSQL = `SELECT COUNT(*) FROM (
-	SELECT ROW_NUMBER() OVER (PARTITION BY id, workflow_id ORDER BY created_at DESC) AS rn
-	FROM %s WHERE workflow_id = %s) ranked WHERE rn = 1`
 
 // duplicateError keeps the database's own message, which names the
 // constraint, and matches ErrDuplicateUser.

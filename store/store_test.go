@@ -34,9 +34,6 @@ func TestStrictRejectsSameUserTwiceInOneExecution(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s Store) {
 		ctx := context.Background()
 		tb := s.Table(Strict)
-		if err := tb.Prepare(ctx); err != nil {
-			t.Fatal(err)
-		}
 		at := time.Now()
 		page := fake.Page(0, 10)
 		if err := tb.InsertPage(ctx, page, "wf", at); err != nil {
@@ -72,9 +69,6 @@ func TestLedgerKeepsDuplicatesAndWindowCountsThemOnce(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s Store) {
 		ctx := context.Background()
 		tb := s.Table(Ledger)
-		if err := tb.Prepare(ctx); err != nil {
-			t.Fatal(err)
-		}
 		at := time.Now()
 		for i := range 3 {
 			if err := tb.InsertPage(ctx, fake.Page(0, 10), "wf", at); err != nil {
@@ -99,14 +93,6 @@ func TestTablesAreSeparateAndEmptiedWorkflowByWorkflow(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s Store) {
 		ctx := context.Background()
 		strict, ledger := s.Table(Strict), s.Table(Ledger)
-		for range 2 { // Prepare keeps what is there
-			if err := strict.Prepare(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := ledger.Prepare(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
 		for _, wf := range []string{"a", "b"} {
 			if err := strict.InsertPage(ctx, fake.Page(0, 3), wf, time.Now()); err != nil {
 				t.Fatal(err)

@@ -186,16 +186,6 @@ func Open(ctx context.Context, cfg Config) (*Lab, error) {
 		cl.release()
 		return nil, err
 	}
-	// Both tables exist before Launch: a recovered workflow, or a worker's
-	// batch, writes to its table before any run of this process prepares it.
-	for _, v := range []store.Variant{store.Strict, store.Ledger} {
-		if err := st.Table(v).Prepare(ctx); err != nil {
-			st.Close()
-			dbos.Shutdown(dctx, time.Second)
-			cl.release()
-			return nil, fmt.Errorf("%w: %v", store.ErrUnavailable, err)
-		}
-	}
 	l := &Lab{dbos: dctx, store: st, strict: st.Table(store.Strict), ledger: st.Table(store.Ledger),
 		faults: cfg.Faults, notices: notices,
 		counters: map[string]*store.Stats{}, analyzedAt: time.Now().UTC(),

@@ -68,9 +68,6 @@ func runProfile(ctx context.Context, l *Lab, p Params) (Report, error) {
 // checkpoint, under the given run ID. It returns the counts; the caller
 // deletes the run's rows when it has measured what it needs.
 func RunPlain(ctx context.Context, tb store.Table, in Input, runID string, t *Timings, progress func(done, total int)) (store.Counts, error) {
-	if err := tb.Prepare(ctx); err != nil {
-		return store.Counts{}, err
-	}
 	for b := 1; b <= in.Batches; b++ {
 		bin := BatchInput{Input: in, Root: runID, Batch: b}
 		analyzedAt := time.Now().UTC()
