@@ -115,6 +115,75 @@ type mainExecution struct {
 	crashPoints bool // the experiment has crash points after its batches
 }
 
+// batchInsert is the write of one batch in dedup and exactly-once, with
+// what its attempts share, however DBOS runs them (a step, a transaction).
+type batchInsert struct {
+	l          *Lab
+	in         BatchInput
+	execution  int
+	pages      [][]fake.User
+	analyzedAt time.Time // once per execution of the batch, as in ex6
+	attempts   int       // DBOS calls the same closure for every retry in this process
+}
+
+// newBatchInsert generates the batch's pages, in steps, for its insert.
+func (l *Lab) newBatchInsert(ctx dbos.Context, in BatchInput) (*batchInsert, error) {
+	_, execution, err := l.workflowContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b := &batchInsert{l: l, in: in, execution: execution, analyzedAt: time.Now().UTC()}
+	b.pages, err = l.generateBatch(ctx, in, execution)
+	return b, err
+}
+
+// attempt is one attempt at the insert: write each page, then, after
+// afterWrite (if set), fail with --fail-prob as if the write had been lost.
+func (b *batchInsert) attempt(write func([]fake.User) error, afterWrite func()) (insertOutput, error) {
+	l := b.l
+	b.attempts++
+	l.count(b.in.Root, func(s *store.Stats) { s.StepAttempts++ })
+	rows := 0
+	err := l.timings.timeStore(func() error {
+		for _, users := range b.pages {
+			if err := write(users); err != nil {
+				return err
+			}
+			rows += len(users)
+		}
+		return nil
+	})
+	if err != nil {
+		return insertOutput{}, err
+	}
+	if afterWrite != nil {
+		afterWrite()
+	}
+	if l.failsAfterWrite(b.in, b.execution, b.attempts) {
+		return insertOutput{}, fmt.Errorf("injected failure after inserting batch %d (attempt %d)", b.in.Batch, b.attempts)
+	}
+	return insertOutput{Rows: rows, Attempts: b.attempts}, nil
+}
+
+// failsAfterWrite decides, and counts, a failure injected after a write.
+func (l *Lab) failsAfterWrite(in BatchInput, execution, attempt int) bool {
+	if l.faults.FailProb > 0 && chance(in.Seed, in.role(), execution, "insert", in.Batch, attempt) < l.faults.FailProb {
+		l.count(in.Root, func(s *store.Stats) { s.InjectedFailures++ })
+		return true
+	}
+	return false
+}
+
+// insertStepOptions: --attempts attempts at a constant 0.1 s, as in ex6.
+func (l *Lab) insertStepOptions(batch int) []dbos.StepOption {
+	return []dbos.StepOption{
+		dbos.WithStepName(fmt.Sprintf("insert_batch_%d", batch)),
+		dbos.WithStepMaxRetries(max(l.faults.Attempts, 1) - 1),
+		dbos.WithStepBaseInterval(100 * time.Millisecond),
+		dbos.WithStepBackoffFactor(1),
+	}
+}
+
 // runBatches is the main workflow of the batch experiments: it runs the
 // batch children one after the other, or enqueues them all on in.Queue for
 // worker processes, and crashes after each batch past --crash-after with

@@ -9,11 +9,10 @@ package workflows
 
 import (
 	"context"
-	"fmt"
-	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
+	"github.com/durlab/durlab/fake"
 	"github.com/durlab/durlab/store"
 )
 
@@ -54,55 +53,18 @@ func (l *Lab) dedupWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
 }
 
 func (l *Lab) dedupBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
-	_, execution, err := l.workflowContext(ctx)
-	if err != nil {
-		return 0, err
-	}
 	defer l.flush(ctx, in.Root)
-	analyzedAt := time.Now().UTC() // once per execution of the batch, as in ex6
-	pages, err := l.generateBatch(ctx, in, execution)
+	b, err := l.newBatchInsert(ctx, in)
 	if err != nil {
 		return 0, err
 	}
-	attempt := 0
 	out, err := dbos.RunAsStep(ctx, func(sctx context.Context) (insertOutput, error) {
-		attempt++
-		l.count(in.Root, func(s *store.Stats) { s.StepAttempts++ })
-		rows := 0
-		for _, users := range pages {
-			if err := l.timings.timeStore(func() error { return l.ledger.InsertPage(sctx, users, in.Root, analyzedAt) }); err != nil {
-				return insertOutput{}, err
-			}
-			rows += len(users)
-		}
+		write := func(users []fake.User) error { return l.ledger.InsertPage(sctx, users, in.Root, b.analyzedAt) }
 		// Committed, not yet checkpointed: a crash here makes the
 		// recovered execution insert the batch again.
-		l.maybeCrashAfterCommit(sctx, in, execution, attempt)
-		if l.failsAfterWrite(in, execution, attempt) {
-			return insertOutput{}, fmt.Errorf("injected failure after inserting batch %d (attempt %d)", in.Batch, attempt)
-		}
-		return insertOutput{Rows: rows, Attempts: attempt}, nil
+		return b.attempt(write, func() { l.maybeCrashAfterCommit(sctx, in, b.execution, b.attempts) })
 	}, l.insertStepOptions(in.Batch)...)
 	return int64(out.Rows), err
-}
-
-// failsAfterWrite decides, and counts, a failure injected after a write.
-func (l *Lab) failsAfterWrite(in BatchInput, execution, attempt int) bool {
-	if l.faults.FailProb > 0 && chance(in.Seed, in.role(), execution, "insert", in.Batch, attempt) < l.faults.FailProb {
-		l.count(in.Root, func(s *store.Stats) { s.InjectedFailures++ })
-		return true
-	}
-	return false
-}
-
-// insertStepOptions: --attempts attempts at a constant 0.1 s, as in ex6.
-func (l *Lab) insertStepOptions(batch int) []dbos.StepOption {
-	return []dbos.StepOption{
-		dbos.WithStepName(fmt.Sprintf("insert_batch_%d", batch)),
-		dbos.WithStepMaxRetries(max(l.faults.Attempts, 1) - 1),
-		dbos.WithStepBaseInterval(100 * time.Millisecond),
-		dbos.WithStepBackoffFactor(1),
-	}
 }
 
 func runDedup(ctx context.Context, l *Lab, p Params) (Report, error) {

@@ -9,10 +9,10 @@ package workflows
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
+	"github.com/durlab/durlab/fake"
 	"github.com/durlab/durlab/store"
 )
 
@@ -39,47 +39,29 @@ func (l *Lab) exactlyOnceWorkflow(ctx dbos.Context, in Input) (store.Counts, err
 }
 
 func (l *Lab) exactlyOnceBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
-	_, execution, err := l.workflowContext(ctx)
-	if err != nil {
-		return 0, err
-	}
 	defer l.flush(ctx, in.Root)
-	analyzedAt := time.Now().UTC()
-	pages, err := l.generateBatch(ctx, in, execution)
+	b, err := l.newBatchInsert(ctx, in)
 	if err != nil {
 		return 0, err
 	}
-	attempt := 0
 	out, err := dbos.RunAsTransaction(ctx, l.dataSource, func(tctx context.Context, tx dbos.Tx) (insertOutput, error) {
-		attempt++
-		l.count(in.Root, func(s *store.Stats) { s.StepAttempts++ })
-		rows := 0
-		err := l.timings.timeStore(func() error {
-			for _, users := range pages {
-				for _, st := range l.ledger.InsertStatements(users, in.Root, analyzedAt) {
-					if _, err := tx.Exec(tctx, st.SQL, st.Args...); err != nil {
-						return err
-					}
+		write := func(users []fake.User) error {
+			for _, st := range l.ledger.InsertStatements(users, in.Root, b.analyzedAt) {
+				if _, err := tx.Exec(tctx, st.SQL, st.Args...); err != nil {
+					return err
 				}
-				rows += len(users)
 			}
 			return nil
-		})
-		if err != nil {
-			return insertOutput{}, err
 		}
 		// Returning an error rolls the insert back with the transaction.
-		if l.failsAfterWrite(in, execution, attempt) {
-			return insertOutput{}, fmt.Errorf("injected failure after inserting batch %d (attempt %d)", in.Batch, attempt)
-		}
-		return insertOutput{Rows: rows, Attempts: attempt}, nil
+		return b.attempt(write, nil)
 	}, l.insertStepOptions(in.Batch)...)
 	if err != nil {
 		return 0, err
 	}
 	// The same crash point as dedup's: the insert has committed, the
 	// workflow has not moved on. Here the checkpoint committed with it.
-	l.maybeCrashAfterCommit(ctx, in, execution, attempt)
+	l.maybeCrashAfterCommit(ctx, in, b.execution, b.attempts)
 	return int64(out.Rows), nil
 }
 
