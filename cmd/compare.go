@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -54,14 +55,7 @@ of never writing them.`
 	return c
 }
 
-func isComparable(name string) bool {
-	for _, n := range comparable {
-		if n == name {
-			return true
-		}
-	}
-	return false
-}
+func isComparable(name string) bool { return slices.Contains(comparable, name) }
 
 func runCompare(ctx context.Context, cmd *cobra.Command, o *runOptions, names []string) error {
 	g := o.exp.global
@@ -86,7 +80,7 @@ func runCompare(ctx context.Context, cmd *cobra.Command, o *runOptions, names []
 			return err
 		}
 		sum.Runs = append(sum.Runs, rs)
-		if rs.ExitCode == exitInterrupted || rs.ExitCode == 143 {
+		if rs.ExitCode == exitInterrupted || rs.ExitCode == exitTerminated {
 			code = rs.ExitCode // stopped by a signal: do not start the next one
 			break
 		}

@@ -13,9 +13,10 @@ import (
 // Exit codes. A crash is not among them: it is a death by SIGKILL.
 const (
 	exitOK          = 0
-	exitUnexpected  = 1 // the experiment did not behave as expected, or a run failed
-	exitUsage       = 2 // bad usage or configuration
-	exitInterrupted = 130
+	exitUnexpected  = 1   // the experiment did not behave as expected, or a run failed
+	exitUsage       = 2   // bad usage or configuration
+	exitInterrupted = 130 // SIGINT
+	exitTerminated  = 143 // SIGTERM
 )
 
 // usageError is bad input: a flag, an argument, or the configuration.

@@ -43,11 +43,10 @@ func experimentCommands(g *globalOptions) []*cobra.Command {
 func newExperimentCmd(g *globalOptions, exp workflows.Experiment, runF func(*experimentOptions) error) *cobra.Command {
 	opts := &experimentOptions{global: g, exp: exp, params: exp.Defaults}
 	c := &cobra.Command{
-		Use:     exp.Name,
-		Short:   exp.Short,
-		Long:    exp.Long + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Seed),
-		Args:    noArgs,
-		GroupID: "",
+		Use:   exp.Name,
+		Short: exp.Short,
+		Long:  exp.Long + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Seed),
+		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			opts.seedSet = c.Flags().Changed("seed")
 			if err := opts.validate(); err != nil {
@@ -99,23 +98,23 @@ func addExperimentFlags(f *pflag.FlagSet, exp workflows.Experiment, p *workflows
 
 func (o *experimentOptions) validate() error {
 	p := &o.params
-	positive := map[string]int{"--pages": p.Pages, "--page-size": p.PageSize}
-	if o.exp.Has(workflows.KnobBatches) {
-		positive["--batches"] = p.Batches
-	}
-	if o.exp.Has(workflows.KnobAttempts) {
-		positive["--attempts"] = p.Attempts
-	}
-	for _, name := range []string{"--pages", "--page-size", "--batches", "--attempts"} {
-		if v, ok := positive[name]; ok && v <= 0 {
-			return usagef("%s must be at least 1, got %d", name, v)
+	for _, f := range []struct {
+		name  string
+		value int
+		taken bool
+	}{
+		{"--pages", p.Pages, true},
+		{"--page-size", p.PageSize, true},
+		{"--batches", p.Batches, o.exp.Has(workflows.KnobBatches)},
+		{"--attempts", p.Attempts, o.exp.Has(workflows.KnobAttempts)},
+	} {
+		if f.taken && f.value <= 0 {
+			return usagef("%s must be at least 1, got %d", f.name, f.value)
 		}
 	}
-	for name, v := range map[string]float64{"--fail-prob": p.FailProb, "--gen-fail-prob": p.GenFailProb,
-		"--crash-prob": p.CrashProb, "--commit-crash-prob": p.CommitCrashProb} {
-		if math.IsNaN(v) || v < 0 || v > 1 {
-			return usagef("%s must be between 0 and 1, got %v", name, v)
-		}
+	if err := checkProbs(probFlag{"--fail-prob", p.FailProb}, probFlag{"--gen-fail-prob", p.GenFailProb},
+		probFlag{"--crash-prob", p.CrashProb}, probFlag{"--commit-crash-prob", p.CommitCrashProb}); err != nil {
+		return err
 	}
 	if p.MaxRecoveryAttempts < 0 {
 		return usagef("--max-recovery-attempts must not be negative, got %d", p.MaxRecoveryAttempts)
@@ -139,32 +138,61 @@ func (o *experimentOptions) validate() error {
 	return nil
 }
 
+// openLab opens the experiment's lab with DBOS's start-up lines held back
+// (see logGate); closeLab quiets DBOS's shutdown errors, then closes it.
+func (o *experimentOptions) openLab(ctx context.Context, cfg resolved, progress func(done, total int)) (lab *workflows.Lab, closeLab func(), err error) {
+	cfg.hold()
+	lab, err = workflows.Open(ctx, workflows.Config{
+		SystemDB:   cfg.systemDB,
+		Store:      cfg.store,
+		ExecutorID: o.global.executor("durlab-" + o.exp.Name),
+		Logger:     cfg.logger,
+		Notices:    o.global.io.Err,
+		Faults:     o.params.Faults,
+		Progress:   progress,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.flush()
+	return lab, func() { cfg.quiet(); lab.Close() }, nil
+}
+
+// noteSeed prints the seed drawn for this run, where it decides anything.
+func (o *experimentOptions) noteSeed(prefix string) {
+	if !o.seedSet && o.exp.HasFaults() {
+		fmt.Fprintf(o.global.io.Err, "%s: %s with seed %d (replay with --seed %d)\n", prefix, o.exp.Name, o.params.Seed, o.params.Seed)
+	}
+}
+
+// probFlag is a probability flag and its value.
+type probFlag struct {
+	name  string
+	value float64
+}
+
+// checkProbs checks, in order, that each probability is in [0, 1].
+func checkProbs(flags ...probFlag) error {
+	for _, f := range flags {
+		if math.IsNaN(f.value) || f.value < 0 || f.value > 1 {
+			return usagef("%s must be between 0 and 1, got %v", f.name, f.value)
+		}
+	}
+	return nil
+}
+
 func runExperiment(ctx context.Context, o *experimentOptions) error {
 	g := o.global
 	cfg, err := g.resolve()
 	if err != nil {
 		return err
 	}
-	cfg.hold()
-	lab, err := workflows.Open(ctx, workflows.Config{
-		SystemDB:   cfg.systemDB,
-		Store:      cfg.store,
-		ExecutorID: g.executor("durlab-" + o.exp.Name),
-		Logger:     cfg.logger,
-		Notices:    g.io.Err,
-		Faults:     o.params.Faults,
-	})
+	lab, closeLab, err := o.openLab(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}
-	cfg.flush()
-	defer func() {
-		cfg.quiet()
-		lab.Close()
-	}()
-	if !o.seedSet && o.exp.HasFaults() {
-		fmt.Fprintf(g.io.Err, "durlab: %s with seed %d (replay with --seed %d)\n", o.exp.Name, o.params.Seed, o.params.Seed)
-	}
+	defer closeLab()
+	o.noteSeed("durlab")
 	if o.params.Queue != "" && o.exp.HasFaults() {
 		fmt.Fprintf(g.io.Err, "durlab: the batches run on the workers of queue %s and obey the workers' fault flags; this command's --fail-prob, --gen-fail-prob and --commit-crash-prob apply only to batches it runs itself, its --crash-prob to the main workflow\n", o.params.Queue)
 	}

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"cmp"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -35,21 +36,11 @@ func (g *globalOptions) addFlags(root *cobra.Command) {
 
 // resolved is the configuration after flags, environment and defaults.
 type resolved struct {
-	dataDir  string
 	systemDB string
 	store    string
 	json     bool
 	logger   *slog.Logger
 	gate     *logGate
-}
-
-func firstNonEmpty(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // resolve validates the shared flags and prepares the data folder, which is
@@ -77,9 +68,9 @@ func (g *globalOptions) resolveFor(create bool) (resolved, error) {
 	}
 	r.gate = &logGate{}
 	r.logger = slog.New(gatedHandler{slog.NewTextHandler(g.io.Err, &slog.HandlerOptions{Level: level, ReplaceAttr: redactAttr}), r.gate})
-	r.dataDir = firstNonEmpty(g.dataDir, os.Getenv("DURLAB_DATA_DIR"), ".durlab")
-	r.systemDB = firstNonEmpty(g.systemDB, os.Getenv("DBOS_SYSTEM_DATABASE_URL"), os.Getenv("DBOS_DATABASE_URL"))
-	r.store = firstNonEmpty(g.store, os.Getenv("DURLAB_STORE"))
+	dataDir := cmp.Or(g.dataDir, os.Getenv("DURLAB_DATA_DIR"), ".durlab")
+	r.systemDB = cmp.Or(g.systemDB, os.Getenv("DBOS_SYSTEM_DATABASE_URL"), os.Getenv("DBOS_DATABASE_URL"))
+	r.store = cmp.Or(g.store, os.Getenv("DURLAB_STORE"))
 	if err := checkDatabaseURL("--system-db", r.systemDB); err != nil {
 		return r, err
 	}
@@ -87,12 +78,12 @@ func (g *globalOptions) resolveFor(create bool) (resolved, error) {
 		return r, err
 	}
 	if create && (r.systemDB == "" || r.store == "") {
-		if err := ensureDataDir(r.dataDir); err != nil {
+		if err := ensureDataDir(dataDir); err != nil {
 			return r, err
 		}
 	}
 	if r.systemDB == "" {
-		path := filepath.Join(r.dataDir, "dbos.sqlite")
+		path := filepath.Join(dataDir, "dbos.sqlite")
 		if create {
 			if err := touch0600(path); err != nil {
 				return r, usagef("cannot create the system database %s: %v", path, err)
@@ -101,13 +92,13 @@ func (g *globalOptions) resolveFor(create bool) (resolved, error) {
 		r.systemDB = "sqlite:" + path
 	}
 	if r.store == "" {
-		r.store = filepath.Join(r.dataDir, "users.db")
+		r.store = filepath.Join(dataDir, "users.db")
 	}
 	return r, nil
 }
 
 func (g *globalOptions) executor(defaultID string) string {
-	return firstNonEmpty(g.executorID, os.Getenv("DURLAB_EXECUTOR_ID"), defaultID)
+	return cmp.Or(g.executorID, os.Getenv("DURLAB_EXECUTOR_ID"), defaultID)
 }
 
 // checkDatabaseURL rejects what is neither a Postgres URL, a sqlite: URL nor

@@ -16,7 +16,7 @@ import (
 func run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := cmd.Run(context.Background(), args, cmd.IOStreams{In: strings.NewReader(""), Out: &out, Err: &errb})
+	code := cmd.Run(context.Background(), args, cmd.IOStreams{Out: &out, Err: &errb})
 	return code, out.String(), errb.String()
 }
 

@@ -75,28 +75,23 @@ the rate (never with --output json).`
 
 func newProfileCmd(g *globalOptions, runF func(*profileOptions) error) *cobra.Command {
 	exp, _ := workflows.Lookup("profile")
-	opts := &profileOptions{experimentOptions: experimentOptions{global: g, exp: exp, params: exp.Defaults}}
-	c := &cobra.Command{
-		Use:   exp.Name,
-		Short: exp.Short,
-		Long:  exp.Long + "\n" + profileHelp + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Seed),
-		Example: `  durlab profile --out main.prof
+	opts := &profileOptions{}
+	var c *cobra.Command
+	c = newExperimentCmd(g, exp, func(eo *experimentOptions) error {
+		opts.experimentOptions = *eo
+		if err := opts.validate(); err != nil {
+			return err
+		}
+		if runF != nil {
+			return runF(opts)
+		}
+		return runProfile(c.Context(), opts)
+	})
+	c.Long = exp.Long + "\n" + profileHelp + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Seed)
+	c.Example = `  durlab profile --out main.prof
   durlab profile --compare
-  durlab profile --batches 100 --pages 100 --page-size 100 --compare`,
-		Args: noArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			opts.seedSet = c.Flags().Changed("seed")
-			if err := opts.validate(); err != nil {
-				return err
-			}
-			if runF != nil {
-				return runF(opts)
-			}
-			return runProfile(c.Context(), opts)
-		},
-	}
+  durlab profile --batches 100 --pages 100 --page-size 100 --compare`
 	f := c.Flags()
-	addExperimentFlags(f, exp, &opts.params, &opts.seed)
 	f.StringVar(&opts.cpuOut, "out", "main.prof", "write the CPU profile (pprof format) to this file; empty for none")
 	f.StringVar(&opts.wallOut, "wall-out", "main.wall.prof", "write the wall-clock profile (fgprof, pprof format) to this file; empty for none")
 	f.BoolVar(&opts.noDurability, "no-durability", false, "run the identical work with no DBOS at all")
@@ -105,10 +100,9 @@ func newProfileCmd(g *globalOptions, runF func(*profileOptions) error) *cobra.Co
 	return c
 }
 
+// validate checks profile's own flags; newExperimentCmd checked the
+// experiment's.
 func (o *profileOptions) validate() error {
-	if err := o.experimentOptions.validate(); err != nil {
-		return err
-	}
 	switch {
 	case o.noDurability && o.compare:
 		return usagef("--no-durability and --compare exclude each other: --compare runs both")
@@ -297,7 +291,7 @@ func runPlainProfile(ctx context.Context, o *profileOptions, cfg resolved, t *wo
 	}
 	defer st.Close()
 	tb := st.Table(store.Strict) // the durable run's table, as SPEC has it for profile
-	if err := prepareForPlain(ctx, o, tb); err != nil {
+	if err := prepareForPlain(ctx, o, cfg, tb); err != nil {
 		return workflows.Report{}, 0, err
 	}
 	runID := "plain-" + uuid.NewString()
@@ -337,28 +331,12 @@ func runDurableProfile(ctx context.Context, o *profileOptions, cfg resolved, rec
 	g := o.global
 	bar := newProgress(g.io, cfg.json, "durable", o.params.Batches)
 	opened := time.Now()
-	cfg.hold()
-	lab, err := workflows.Open(ctx, workflows.Config{
-		SystemDB:   cfg.systemDB,
-		Store:      cfg.store,
-		ExecutorID: g.executor("durlab-" + o.exp.Name),
-		Logger:     cfg.logger,
-		Notices:    g.io.Err,
-		Faults:     o.params.Faults,
-		Progress:   bar.update,
-	})
+	lab, closeLab, err := o.openLab(ctx, cfg, bar.update)
 	if err != nil {
 		return
 	}
-	cfg.flush()
-	defer func() {
-		cfg.quiet()
-		lab.Close()
-	}()
+	defer closeLab()
 	startup = time.Since(opened)
-	if !o.seedSet && o.exp.HasFaults() {
-		fmt.Fprintf(g.io.Err, "durlab: %s with seed %d (replay with --seed %d)\n", o.exp.Name, o.params.Seed, o.params.Seed)
-	}
 	if err = rec.Start(); err != nil {
 		return
 	}
@@ -501,8 +479,8 @@ func (p *progress) finish() {
 // prepareForPlain empties the table of finished workflows for the
 // plain run, as a durable run would: the plain run has no DBOS of its own,
 // so a client tells which workflows are finished.
-func prepareForPlain(ctx context.Context, o *profileOptions, tb store.Table) error {
-	in, err := openInspector(ctx, o.global)
+func prepareForPlain(ctx context.Context, o *profileOptions, cfg resolved, tb store.Table) error {
+	in, err := openClient(ctx, cfg, o.global.io)
 	var none errNoSystemDB
 	if errors.As(err, &none) {
 		return nil // no system database: no workflow to judge

@@ -114,7 +114,7 @@ func runProfileInProcess(t *testing.T, terminal bool, args ...string) (int, stri
 	}
 	var out, errb bytes.Buffer
 	args = append([]string{"profile", "--data-dir", filepath.Join(t.TempDir(), "data")}, args...)
-	code := Run(context.Background(), args, IOStreams{In: strings.NewReader(""), Out: &out, Err: &errb, IsTerminal: terminal})
+	code := Run(context.Background(), args, IOStreams{Out: &out, Err: &errb, IsTerminal: terminal})
 	return code, out.String(), errb.String()
 }
 

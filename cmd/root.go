@@ -21,7 +21,6 @@ import (
 // IOStreams are the process's standard streams, injected so tests run
 // commands with buffers.
 type IOStreams struct {
-	In       io.Reader
 	Out, Err io.Writer
 	// IsTerminal tells whether Err is a terminal (progress bars go there).
 	IsTerminal bool
@@ -31,7 +30,7 @@ type IOStreams struct {
 func Main() int {
 	ctx, stop := signalContext()
 	defer stop()
-	return Run(ctx, os.Args[1:], IOStreams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, IsTerminal: isTerminal(os.Stderr)})
+	return Run(ctx, os.Args[1:], IOStreams{Out: os.Stdout, Err: os.Stderr, IsTerminal: isTerminal(os.Stderr)})
 }
 
 // signalError is the cause of a context cancelled by SIGINT or SIGTERM, so

@@ -126,9 +126,7 @@ func supervise(ctx context.Context, cmd *cobra.Command, o *runOptions) error {
 	if err != nil {
 		return err
 	}
-	if !o.exp.seedSet && o.exp.exp.HasFaults() {
-		fmt.Fprintf(g.io.Err, "durlab run: %s with seed %d (replay with --seed %d)\n", o.exp.exp.Name, o.exp.params.Seed, o.exp.params.Seed)
-	}
+	o.exp.noteSeed("durlab run")
 	sum, err := superviseLoop(ctx, g.io, childArgs(cmd, o), o)
 	if err != nil {
 		return err

@@ -140,14 +140,7 @@ func labStart(ts *testscript.TestScript, args []string) {
 	ts.Check(err)
 	stderr, err := os.Create(ts.MkAbs(name + ".stderr"))
 	ts.Check(err)
-	c := exec.Command(args[1], args[2:]...)
-	c.Dir = ts.Getenv("WORK")
-	c.Env = scriptEnv(ts)
-	for _, k := range []string{"DBOS_DATABASE_URL", "DURLAB_EXECUTOR_ID", "CI"} {
-		if v := ts.Getenv(k); v != "" {
-			c.Env = append(c.Env, k+"="+v)
-		}
-	}
+	c := scriptCmd(ts, args[1], args[2:]...)
 	c.Stdout, c.Stderr = stdout, stderr
 	ts.Check(c.Start())
 	p := &labProcess{cmd: c, done: make(chan struct{})}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
 
 	"github.com/durlab/durlab/cmd"
 )
@@ -64,9 +66,7 @@ func cmdSigkilled(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: sigkilled program [args...]")
 	}
 	var stdout, stderr strings.Builder
-	c := exec.Command(args[0], args[1:]...)
-	c.Dir = ts.Getenv("WORK")
-	c.Env = scriptEnv(ts)
+	c := scriptCmd(ts, args[0], args[1:]...)
 	c.Stdout, c.Stderr = &stdout, &stderr
 	err := c.Run()
 	fmt.Fprint(ts.Stdout(), stdout.String())
@@ -82,19 +82,30 @@ func cmdSigkilled(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 func scriptEnv(ts *testscript.TestScript) []string {
-	var env []string
+	keys := []string{"HOME", "TMPDIR", "WORK", "PATH", "CI", "DURLAB_TEST_POSTGRES", "DBOS_SYSTEM_DATABASE_URL",
+		"DBOS_DATABASE_URL", "DURLAB_STORE", "DURLAB_DATA_DIR", "DURLAB_EXECUTOR_ID"}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if v := ts.Getenv(k); v != "" || k == "PATH" {
-			env = append(env, k+"="+ts.Getenv(k))
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
 		}
 	}
-	for _, k := range []string{"HOME", "TMPDIR", "WORK", "PATH", "DURLAB_TEST_POSTGRES", "DBOS_SYSTEM_DATABASE_URL", "DURLAB_STORE", "DURLAB_DATA_DIR"} {
+	var env []string
+	for _, k := range keys {
 		if v := ts.Getenv(k); v != "" {
 			env = append(env, k+"="+v)
 		}
 	}
 	return env
+}
+
+// scriptCmd is a command run as the script runs its own: in $WORK, with the
+// script's environment.
+func scriptCmd(ts *testscript.TestScript, name string, args ...string) *exec.Cmd {
+	c := exec.Command(name, args...)
+	c.Dir = ts.Getenv("WORK")
+	c.Env = scriptEnv(ts)
+	return c
 }
 
 // json PATH OP VALUE compares a field of the JSON on the last command's
@@ -231,9 +242,7 @@ func cmdPending(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		c := exec.Command("durlab", "list-pending", "--name", args[0], "--output", "json")
-		c.Dir = ts.Getenv("WORK")
-		c.Env = scriptEnv(ts)
+		c := scriptCmd(ts, "durlab", "list-pending", "--name", args[0], "--output", "json")
 		out, err := c.Output()
 		var rows []any
 		if err == nil && json.Unmarshal(out, &rows) == nil && len(rows) > 0 {
@@ -306,16 +315,11 @@ func lastBackground(ts *testscript.TestScript) int {
 }
 
 func parseSignal(ts *testscript.TestScript, name string) syscall.Signal {
-	switch name {
-	case "KILL":
-		return syscall.SIGKILL
-	case "INT":
-		return syscall.SIGINT
-	case "TERM":
-		return syscall.SIGTERM
+	sig := unix.SignalNum("SIG" + name)
+	if sig == 0 {
+		ts.Fatalf("unknown signal %s", name)
 	}
-	ts.Fatalf("unknown signal %s", name)
-	return 0
+	return sig
 }
 
 // interrupt SIGNAL CODE WORKFLOW PROG ARGS... starts PROG, waits until a
@@ -330,9 +334,7 @@ func cmdInterrupt(ts *testscript.TestScript, neg bool, args []string) {
 	want, err := strconv.Atoi(args[1])
 	ts.Check(err)
 	var stdout, stderr strings.Builder
-	c := exec.Command(args[3], args[4:]...)
-	c.Dir = ts.Getenv("WORK")
-	c.Env = scriptEnv(ts)
+	c := scriptCmd(ts, args[3], args[4:]...)
 	c.Stdout, c.Stderr = &stdout, &stderr
 	ts.Check(c.Start())
 	done := make(chan error, 1)

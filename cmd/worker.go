@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"time"
 
@@ -91,13 +90,8 @@ func (o *workerOptions) validate(c *cobra.Command) error {
 	if o.faults.Attempts < 1 {
 		return usagef("--attempts must be at least 1, got %d", o.faults.Attempts)
 	}
-	for name, v := range map[string]float64{"--fail-prob": o.faults.FailProb, "--gen-fail-prob": o.faults.GenFailProb,
-		"--commit-crash-prob": o.faults.CommitCrashProb} {
-		if math.IsNaN(v) || v < 0 || v > 1 {
-			return usagef("%s must be between 0 and 1, got %v", name, v)
-		}
-	}
-	return nil
+	return checkProbs(probFlag{"--fail-prob", o.faults.FailProb}, probFlag{"--gen-fail-prob", o.faults.GenFailProb},
+		probFlag{"--commit-crash-prob", o.faults.CommitCrashProb})
 }
 
 // defaultWorkerID is stable across restarts on one machine, and differs

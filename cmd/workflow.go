@@ -104,6 +104,11 @@ func openInspector(ctx context.Context, g *globalOptions) (*inspector, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openClient(ctx, cfg, g.io)
+}
+
+// openClient opens a DBOS client on the resolved system database.
+func openClient(ctx context.Context, cfg resolved, io IOStreams) (*inspector, error) {
 	// Reading must not create: DBOS would make a missing database (and
 	// its folder) on the way to finding nothing in it.
 	exists, err := workflows.SystemDBExists(ctx, cfg.systemDB)
@@ -129,7 +134,7 @@ func openInspector(ctx context.Context, g *globalOptions) (*inspector, error) {
 		return nil, fmt.Errorf("%w: %v", workflows.ErrSystemDB, err)
 	}
 	cfg.flush()
-	return &inspector{client: client, cfg: cfg, io: g.io}, nil
+	return &inspector{client: client, cfg: cfg, io: io}, nil
 }
 
 // Close shuts the client down: its connections and notification listener.

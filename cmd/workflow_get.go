@@ -103,8 +103,10 @@ func encodedJSON(v any) json.RawMessage {
 }
 
 // inlineJSON is v's JSON (redacted) when it is small, and its size.
-func inlineJSON(v any) (json.RawMessage, int) {
-	raw := encodedJSON(v)
+func inlineJSON(v any) (json.RawMessage, int) { return inlineRaw(encodedJSON(v)) }
+
+// inlineRaw is raw (redacted) when it is small, and its size.
+func inlineRaw(raw json.RawMessage) (json.RawMessage, int) {
 	if raw == nil || len(raw) > maxInlineBytes {
 		return nil, len(raw)
 	}

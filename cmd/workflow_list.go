@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -109,18 +110,11 @@ func statusNames() string {
 func parseStatuses(raw []string) ([]dbos.WorkflowStatusType, error) {
 	var out []dbos.WorkflowStatusType
 	for _, r := range raw {
-		v := strings.ToUpper(strings.TrimSpace(r))
-		found := false
-		for _, s := range workflowStatuses {
-			if string(s) == v {
-				out = append(out, s)
-				found = true
-				break
-			}
-		}
-		if !found {
+		s := dbos.WorkflowStatusType(strings.ToUpper(strings.TrimSpace(r)))
+		if !slices.Contains(workflowStatuses, s) {
 			return nil, usagef("unknown --status %q: use %s", r, statusNames())
 		}
+		out = append(out, s)
 	}
 	return out, nil
 }

@@ -91,7 +91,9 @@ version that serves the queues runs it (the experiment's command, or durlab work
 	return c
 }
 
-func runWorkflowCancel(ctx context.Context, o *workflowOpOptions) error {
+// onWorkflow opens the system database, looks workflow o.id up, runs op
+// on it and prints the result.
+func onWorkflow(ctx context.Context, o *workflowOpOptions, op func(in *inspector, before dbos.WorkflowStatus) (opResult, error)) error {
 	in, err := openInspector(ctx, o.global)
 	if err != nil {
 		return err
@@ -101,105 +103,101 @@ func runWorkflowCancel(ctx context.Context, o *workflowOpOptions) error {
 	if err != nil {
 		return err
 	}
-	res := opResult{Action: "cancel", WorkflowID: o.id, StatusBefore: string(before.Status), Status: string(before.Status)}
-	switch before.Status {
-	case dbos.WorkflowStatusSuccess, dbos.WorkflowStatusError, dbos.WorkflowStatusCancelled:
-		res.Note = fmt.Sprintf("workflow %s is already %s: nothing to cancel", o.id, before.Status)
-		return printOp(in, res)
-	}
-	if err := dbos.CancelWorkflow(in.client, o.id); err != nil {
-		return fmt.Errorf("cancelling workflow %s: %w", o.id, notFound(o.id, err))
-	}
-	after, err := in.lookup(o.id, false)
+	res, err := op(in, before)
 	if err != nil {
 		return err
 	}
-	res.Status, res.Changed = string(after.Status), after.Status != before.Status
-	res.Note = fmt.Sprintf("workflow %s cancelled (was %s): a step in progress finishes, the workflow stops before its next step; `durlab workflow resume %s` restarts it",
-		o.id, before.Status, o.id)
 	return printOp(in, res)
+}
+
+func runWorkflowCancel(ctx context.Context, o *workflowOpOptions) error {
+	return onWorkflow(ctx, o, func(in *inspector, before dbos.WorkflowStatus) (opResult, error) {
+		res := opResult{Action: "cancel", WorkflowID: o.id, StatusBefore: string(before.Status), Status: string(before.Status)}
+		switch before.Status {
+		case dbos.WorkflowStatusSuccess, dbos.WorkflowStatusError, dbos.WorkflowStatusCancelled:
+			res.Note = fmt.Sprintf("workflow %s is already %s: nothing to cancel", o.id, before.Status)
+			return res, nil
+		}
+		if err := dbos.CancelWorkflow(in.client, o.id); err != nil {
+			return res, fmt.Errorf("cancelling workflow %s: %w", o.id, notFound(o.id, err))
+		}
+		after, err := in.lookup(o.id, false)
+		if err != nil {
+			return res, err
+		}
+		res.Status, res.Changed = string(after.Status), after.Status != before.Status
+		res.Note = fmt.Sprintf("workflow %s cancelled (was %s): a step in progress finishes, the workflow stops before its next step; `durlab workflow resume %s` restarts it",
+			o.id, before.Status, o.id)
+		return res, nil
+	})
 }
 
 func runWorkflowResume(ctx context.Context, o *workflowOpOptions) error {
-	in, err := openInspector(ctx, o.global)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	before, err := in.lookup(o.id, false)
-	if err != nil {
-		return err
-	}
-	switch before.Status {
-	case dbos.WorkflowStatusSuccess, dbos.WorkflowStatusError:
-		// DBOS would leave it as it is and report success.
-		return usagef("workflow %s ended in %s and cannot be resumed: run it again from a step with `durlab workflow fork %s --step N`",
-			o.id, before.Status, o.id)
-	case dbos.WorkflowStatusPending:
-		fmt.Fprintf(in.io.Err, "durlab: workflow %s was PENDING on executor %s; if that process is alive and still running it, it may now run twice\n",
-			o.id, dash(before.ExecutorID))
-	}
-	if _, err := dbos.ResumeWorkflow[any](in.client, o.id); err != nil {
-		return fmt.Errorf("resuming workflow %s: %w", o.id, notFound(o.id, err))
-	}
-	after, err := in.lookup(o.id, false)
-	if err != nil {
-		return err
-	}
-	res := opResult{Action: "resume", WorkflowID: o.id, StatusBefore: string(before.Status), Status: string(after.Status),
-		Changed: true, QueueName: after.QueueName, AppVersion: after.ApplicationVersion}
-	res.Note = fmt.Sprintf("workflow %s resumed (was %s): %s on queue %s; %s",
-		o.id, before.Status, after.Status, dash(after.QueueName), whereItRuns(after))
-	return printOp(in, res)
+	return onWorkflow(ctx, o, func(in *inspector, before dbos.WorkflowStatus) (opResult, error) {
+		switch before.Status {
+		case dbos.WorkflowStatusSuccess, dbos.WorkflowStatusError:
+			// DBOS would leave it as it is and report success.
+			return opResult{}, usagef("workflow %s ended in %s and cannot be resumed: run it again from a step with `durlab workflow fork %s --step N`",
+				o.id, before.Status, o.id)
+		case dbos.WorkflowStatusPending:
+			fmt.Fprintf(in.io.Err, "durlab: workflow %s was PENDING on executor %s; if that process is alive and still running it, it may now run twice\n",
+				o.id, dash(before.ExecutorID))
+		}
+		if _, err := dbos.ResumeWorkflow[any](in.client, o.id); err != nil {
+			return opResult{}, fmt.Errorf("resuming workflow %s: %w", o.id, notFound(o.id, err))
+		}
+		after, err := in.lookup(o.id, false)
+		if err != nil {
+			return opResult{}, err
+		}
+		res := opResult{Action: "resume", WorkflowID: o.id, StatusBefore: string(before.Status), Status: string(after.Status),
+			Changed: true, QueueName: after.QueueName, AppVersion: after.ApplicationVersion}
+		res.Note = fmt.Sprintf("workflow %s resumed (was %s): %s on queue %s; %s",
+			o.id, before.Status, after.Status, dash(after.QueueName), whereItRuns(after))
+		return res, nil
+	})
 }
 
 func runWorkflowFork(ctx context.Context, o *workflowOpOptions) error {
-	in, err := openInspector(ctx, o.global)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	orig, err := in.lookup(o.id, false)
-	if err != nil {
-		return err
-	}
-	steps, err := dbos.GetWorkflowSteps(in.client, o.id, dbos.WithStepsLoadOutput(false))
-	if err != nil {
-		return fmt.Errorf("reading the steps of workflow %s: %w", o.id, notFound(o.id, err))
-	}
-	next := 0 // the step after the last recorded one
-	for _, s := range steps {
-		next = max(next, s.StepID+1)
-	}
-	if o.step > next {
-		if next == 0 {
-			return usagef("--step %d: workflow %s has no recorded step; use --step 0", o.step, o.id)
+	return onWorkflow(ctx, o, func(in *inspector, orig dbos.WorkflowStatus) (opResult, error) {
+		steps, err := dbos.GetWorkflowSteps(in.client, o.id, dbos.WithStepsLoadOutput(false))
+		if err != nil {
+			return opResult{}, fmt.Errorf("reading the steps of workflow %s: %w", o.id, notFound(o.id, err))
 		}
-		return usagef("--step %d: workflow %s recorded steps 0 to %d; use --step 0 to %d (see durlab workflow steps %s)",
-			o.step, o.id, next-1, next, o.id)
-	}
-	h, err := dbos.ForkWorkflow[any](in.client, dbos.ForkWorkflowInput{
-		OriginalWorkflowID: o.id,
-		StartStep:          uint(o.step),
-		ApplicationVersion: o.appVersion,
+		next := 0 // the step after the last recorded one
+		for _, s := range steps {
+			next = max(next, s.StepID+1)
+		}
+		if o.step > next {
+			if next == 0 {
+				return opResult{}, usagef("--step %d: workflow %s has no recorded step; use --step 0", o.step, o.id)
+			}
+			return opResult{}, usagef("--step %d: workflow %s recorded steps 0 to %d; use --step 0 to %d (see durlab workflow steps %s)",
+				o.step, o.id, next-1, next, o.id)
+		}
+		h, err := dbos.ForkWorkflow[any](in.client, dbos.ForkWorkflowInput{
+			OriginalWorkflowID: o.id,
+			StartStep:          uint(o.step),
+			ApplicationVersion: o.appVersion,
+		})
+		if err != nil {
+			return opResult{}, fmt.Errorf("forking workflow %s: %w", o.id, notFound(o.id, err))
+		}
+		forked, err := in.lookup(h.GetWorkflowID(), false)
+		if err != nil {
+			return opResult{}, err
+		}
+		step := o.step
+		res := opResult{Action: "fork", WorkflowID: forked.ID, ForkedFrom: orig.ID, StartStep: &step,
+			Status: string(forked.Status), Changed: true, QueueName: forked.QueueName, AppVersion: forked.ApplicationVersion}
+		reuse := "runs every step again"
+		if step > 0 {
+			reuse = fmt.Sprintf("reuses the outputs of steps 0 to %d and runs step %d onwards", step-1, step)
+		}
+		res.Note = fmt.Sprintf("forked workflow %s into %s, which %s: %s on queue %s; %s",
+			orig.ID, forked.ID, reuse, forked.Status, dash(forked.QueueName), whereItRuns(forked))
+		return res, nil
 	})
-	if err != nil {
-		return fmt.Errorf("forking workflow %s: %w", o.id, notFound(o.id, err))
-	}
-	forked, err := in.lookup(h.GetWorkflowID(), false)
-	if err != nil {
-		return err
-	}
-	step := o.step
-	res := opResult{Action: "fork", WorkflowID: forked.ID, ForkedFrom: orig.ID, StartStep: &step,
-		Status: string(forked.Status), Changed: true, QueueName: forked.QueueName, AppVersion: forked.ApplicationVersion}
-	reuse := "runs every step again"
-	if step > 0 {
-		reuse = fmt.Sprintf("reuses the outputs of steps 0 to %d and runs step %d onwards", step-1, step)
-	}
-	res.Note = fmt.Sprintf("forked workflow %s into %s, which %s: %s on queue %s; %s",
-		orig.ID, forked.ID, reuse, forked.Status, dash(forked.QueueName), whereItRuns(forked))
-	return printOp(in, res)
 }
 
 // printOp prints an operation's result: JSON, or its note. For fork, stdout

@@ -88,8 +88,7 @@ func stepRowOf(s dbos.StepInfo) stepRow {
 		return r
 	}
 	raw := encodedJSON(s.Output)
-	r.OutputBytes = len(raw)
-	r.Output, _ = inlineJSON(s.Output)
+	r.Output, r.OutputBytes = inlineRaw(raw)
 	if n, ok := attemptsField(raw); ok {
 		r.Attempts = n
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
@@ -65,14 +66,7 @@ type Experiment struct {
 }
 
 // Has tells whether the experiment takes knob k.
-func (e Experiment) Has(k Knob) bool {
-	for _, x := range e.Knobs {
-		if x == k {
-			return true
-		}
-	}
-	return false
-}
+func (e Experiment) Has(k Knob) bool { return slices.Contains(e.Knobs, k) }
 
 // HasFaults tells whether the experiment injects faults, so that its seed
 // decides anything.
