@@ -214,7 +214,13 @@ func runProfile(ctx context.Context, o *profileOptions) error {
 			bd.TopPackages = append(bd.TopPackages, packageTime{p.Package, ms(p.CPU), math.Round(p.Share*1000) / 10})
 		}
 	}
-	rep.Expected = o.exp.Expected(o.params)
+	// A resumed durable run keeps the sizes it started with; a plain run
+	// has only this command's.
+	if in := rep.RunInput(); in.Pages > 0 {
+		rep.Expected = o.exp.Expected(workflows.Params{Input: in})
+	} else {
+		rep.Expected = o.exp.Expected(o.params)
+	}
 	if o.compare && !plainRep.AsExpected {
 		rep.AsExpected, rep.Lesson = false, plainRep.Lesson
 	}
