@@ -1,7 +1,7 @@
 // Package bench measures the price of durability: the profile experiment's
 // workload (a main workflow, batch child workflows, one generate step per
 // page) run durably on DBOS with embedded SQLite, and the identical work
-// with no DBOS at all (workflows.RunPlain).
+// with no DBOS at all (workflows.PlainWork).
 //
 //	go test -bench . -benchtime 20x ./bench/
 //
@@ -17,35 +17,36 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/store"
 	"github.com/durlab/durlab/workflows"
 )
 
 // sizes are the benchmarked shapes: batches x pages x page size.
-var sizes = []workflows.Input{{Batches: 10, Pages: 10, PageSize: 10}}
+var sizes = []lab.Input{{Batches: 10, Pages: 10, PageSize: 10}}
 
-func name(in workflows.Input) string { return fmt.Sprintf("users=%d", in.Users()) }
+func name(in lab.Input) string { return fmt.Sprintf("users=%d", in.Users()) }
 
 func BenchmarkProfileDurable(b *testing.B) {
-	exp, _ := workflows.Lookup("profile")
 	for _, in := range sizes {
 		b.Run(name(in), func(b *testing.B) {
 			ctx := context.Background()
 			dir := b.TempDir()
-			lab, err := workflows.Open(ctx, workflows.Config{
-				SystemDB:   "sqlite:" + filepath.Join(dir, "dbos.sqlite"),
-				Store:      filepath.Join(dir, "users.db"),
-				ExecutorID: "durlab-bench",
-				Logger:     slog.New(slog.DiscardHandler),
+			rt, err := lab.Open(ctx, lab.Config{
+				SystemDB:    "sqlite:" + filepath.Join(dir, "dbos.sqlite"),
+				Store:       filepath.Join(dir, "users.db"),
+				ExecutorID:  "durlab-bench",
+				Logger:      slog.New(slog.DiscardHandler),
+				Experiments: workflows.Experiments(),
 			})
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer lab.Close()
-			p := workflows.Params{Input: in}
+			defer rt.Close()
+			p := lab.Params{Input: in}
 			b.ReportAllocs()
 			for b.Loop() {
-				rep, err := exp.Run(ctx, lab, p)
+				rep, err := rt.Run(ctx, workflows.Profile, p)
 				if err != nil || !rep.AsExpected {
 					b.Fatalf("run: %v (%+v)", err, rep)
 				}
@@ -64,12 +65,12 @@ func BenchmarkProfilePlain(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer st.Close()
-			var t workflows.Timings
+			var t lab.Timings
 			tb := st.Table(store.Strict)
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				runID := fmt.Sprintf("plain-%d", i)
-				got, err := workflows.RunPlain(ctx, tb, in, runID, &t, nil)
+				got, err := workflows.PlainWork(ctx, tb, in, runID, &t, nil)
 				if err != nil || got.Latest != in.Users() {
 					b.Fatalf("run: %d users, %v", got.Latest, err)
 				}

@@ -9,11 +9,21 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/workflows"
 )
 
-// comparable experiments share dedup's workload, knobs and fault schedule.
-var comparable = []string{"dedup", "exactly-once"}
+// comparable are the experiments compare runs: they share dedup's workload,
+// knobs and fault schedule, and differ in how the insert is made durable.
+func comparable() []*lab.Experiment { return []*lab.Experiment{workflows.Dedup, workflows.ExactlyOnce} }
+
+func comparableNames() []string {
+	var names []string
+	for _, e := range comparable() {
+		names = append(names, e.Name)
+	}
+	return names
+}
 
 type compareSummary struct {
 	Seed int64        `json:"seed"`
@@ -21,21 +31,21 @@ type compareSummary struct {
 }
 
 func newCompareCmd(g *globalOptions) *cobra.Command {
-	dedup, _ := workflows.Lookup("dedup")
+	names := comparableNames()
 	opts := &runOptions{untilSuccess: true}
-	c := newExperimentCmd(g, dedup, func(eo *experimentOptions) error {
+	c := newExperimentCmd(g, comparable()[0], func(eo *experimentOptions) error {
 		opts.exp = eo
 		return nil
 	})
-	c.Use = "compare [dedup exactly-once]"
-	c.Short = "Run dedup and exactly-once under one seed and show them side by side"
-	c.Long = `Runs dedup, then exactly-once, each as 'durlab run --until-success', with the
+	c.Use = fmt.Sprintf("compare [%s %s]", names[0], names[1])
+	c.Short = fmt.Sprintf("Run %s and %s under one seed and show them side by side", names[0], names[1])
+	c.Long = fmt.Sprintf(`Runs %s, then %s, each as 'durlab run --until-success', with the
 same seed and flags, and prints rows, duplicates, attempts, crashes and wall
 time side by side: the price of counting duplicates away against the price
-of never writing them.`
+of never writing them.`, names[0], names[1])
 	c.Args = func(_ *cobra.Command, args []string) error {
-		if len(args) != 0 && (len(args) != 2 || args[0] == args[1] || !isComparable(args[0]) || !isComparable(args[1])) {
-			return usagef("compare takes no argument or two of %v, got %v", comparable, args)
+		if len(args) != 0 && (len(args) != 2 || args[0] == args[1] || !slices.Contains(names, args[0]) || !slices.Contains(names, args[1])) {
+			return usagef("compare takes no argument or two of %v, got %v", names, args)
 		}
 		return nil
 	}
@@ -44,18 +54,16 @@ of never writing them.`
 		if err := inner(cmd, args); err != nil {
 			return err
 		}
-		names := comparable
+		run := names
 		if len(args) == 2 {
-			names = args
+			run = args
 		}
-		return runCompare(cmd.Context(), cmd, opts, names)
+		return runCompare(cmd.Context(), cmd, opts, run)
 	}
 	c.Flags().IntVar(&opts.maxRestarts, "max-restarts", 100, "give up on an experiment after this many restarts")
 	c.Flags().DurationVar(&opts.restartDelay, "restart-delay", 0, "pause before each restart")
 	return c
 }
-
-func isComparable(name string) bool { return slices.Contains(comparable, name) }
 
 func runCompare(ctx context.Context, cmd *cobra.Command, o *runOptions, names []string) error {
 	g := o.exp.global
@@ -105,10 +113,10 @@ func printComparison(io IOStreams, sum compareSummary) {
 		fmt.Fprintf(w, "\t%s", r.Experiment)
 	}
 	fmt.Fprintln(w)
-	row := func(label string, f func(r runSummary, rep workflows.Report) string) {
+	row := func(label string, f func(r runSummary, rep lab.Report) string) {
 		fmt.Fprint(w, label)
 		for _, r := range sum.Runs {
-			rep := workflows.Report{}
+			rep := lab.Report{}
 			if r.Report != nil {
 				rep = *r.Report
 			}
@@ -117,17 +125,17 @@ func printComparison(io IOStreams, sum compareSummary) {
 		fmt.Fprintln(w)
 	}
 	num := func(n int64) string { return fmt.Sprint(n) }
-	row("result", func(_ runSummary, rep workflows.Report) string { return num(rep.Result) })
-	row("rows", func(_ runSummary, rep workflows.Report) string { return num(rep.Rows) })
-	row("unique users", func(_ runSummary, rep workflows.Report) string { return num(rep.UniqueUsers) })
-	row("duplicates", func(_ runSummary, rep workflows.Report) string { return num(rep.Duplicates) })
-	row("step attempts", func(_ runSummary, rep workflows.Report) string { return num(rep.StepAttempts) })
-	row("injected failures", func(_ runSummary, rep workflows.Report) string { return num(rep.InjectedFailures) })
-	row("crashes", func(r runSummary, _ workflows.Report) string { return fmt.Sprint(r.Crashes) })
-	row("  after a commit", func(_ runSummary, rep workflows.Report) string { return num(rep.CommitCrashes) })
-	row("processes", func(r runSummary, _ workflows.Report) string { return fmt.Sprint(r.Attempts) })
-	row("wall time", func(r runSummary, _ workflows.Report) string { return r.Elapsed })
-	row("as expected", func(_ runSummary, rep workflows.Report) string {
+	row("result", func(_ runSummary, rep lab.Report) string { return num(rep.Result) })
+	row("rows", func(_ runSummary, rep lab.Report) string { return num(rep.Rows) })
+	row("unique users", func(_ runSummary, rep lab.Report) string { return num(rep.UniqueUsers) })
+	row("duplicates", func(_ runSummary, rep lab.Report) string { return num(rep.Duplicates) })
+	row("step attempts", func(_ runSummary, rep lab.Report) string { return num(rep.StepAttempts) })
+	row("injected failures", func(_ runSummary, rep lab.Report) string { return num(rep.InjectedFailures) })
+	row("crashes", func(r runSummary, _ lab.Report) string { return fmt.Sprint(r.Crashes) })
+	row("  after a commit", func(_ runSummary, rep lab.Report) string { return num(rep.CommitCrashes) })
+	row("processes", func(r runSummary, _ lab.Report) string { return fmt.Sprint(r.Attempts) })
+	row("wall time", func(r runSummary, _ lab.Report) string { return r.Elapsed })
+	row("as expected", func(_ runSummary, rep lab.Report) string {
 		if rep.AsExpected {
 			return "yes"
 		}

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/durlab/durlab/dburl"
+	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/store"
-	"github.com/durlab/durlab/workflows"
 )
 
 // Exit codes. A crash is not among them: it is a death by SIGKILL.
@@ -59,12 +60,12 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.As(err, &ue),
 		errors.Is(err, store.ErrForeignSchema),
 		errors.Is(err, store.ErrUnavailable),
-		errors.Is(err, workflows.ErrSystemDB),
-		errors.Is(err, workflows.ErrExecutorInUse), errors.Is(err, workflows.ErrBadQueue):
+		errors.Is(err, lab.ErrSystemDB),
+		errors.Is(err, lab.ErrExecutorInUse), errors.Is(err, lab.ErrBadQueue):
 		code = exitUsage
-	case errors.Is(err, workflows.ErrInterrupted), errors.Is(err, context.Canceled):
+	case errors.Is(err, lab.ErrInterrupted), errors.Is(err, context.Canceled):
 		code = exitInterrupted
 	}
-	fmt.Fprintf(stderr, "durlab: %s\n", oneLine(redactAll(err.Error())))
+	fmt.Fprintf(stderr, "durlab: %s\n", oneLine(dburl.Redact(err.Error())))
 	return code
 }

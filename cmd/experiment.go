@@ -13,14 +13,16 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/durlab/durlab/dburl"
+	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/workflows"
 )
 
 // experimentOptions are one experiment command's flags.
 type experimentOptions struct {
 	global *globalOptions
-	exp    workflows.Experiment
-	params workflows.Params
+	exp    *lab.Experiment
+	params lab.Params
 	seed   int64
 	// seedSet is false when --seed was not given: a random seed is drawn
 	// and printed.
@@ -30,7 +32,7 @@ type experimentOptions struct {
 func experimentCommands(g *globalOptions) []*cobra.Command {
 	var cmds []*cobra.Command
 	for _, exp := range workflows.Experiments() {
-		if exp.Name == "profile" {
+		if exp == workflows.Profile {
 			continue // newProfileCmd: the experiment's flags plus the profiles
 		}
 		cmds = append(cmds, newExperimentCmd(g, exp, nil))
@@ -40,12 +42,12 @@ func experimentCommands(g *globalOptions) []*cobra.Command {
 
 // newExperimentCmd builds the command of one experiment. runF replaces the
 // run in parsing tests.
-func newExperimentCmd(g *globalOptions, exp workflows.Experiment, runF func(*experimentOptions) error) *cobra.Command {
+func newExperimentCmd(g *globalOptions, exp *lab.Experiment, runF func(*experimentOptions) error) *cobra.Command {
 	opts := &experimentOptions{global: g, exp: exp, params: exp.Defaults}
 	c := &cobra.Command{
 		Use:   exp.Name,
 		Short: exp.Short,
-		Long:  exp.Long + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Seed),
+		Long:  exp.Long + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Origin),
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			opts.seedSet = c.Flags().Changed("seed")
@@ -63,34 +65,34 @@ func newExperimentCmd(g *globalOptions, exp workflows.Experiment, runF func(*exp
 }
 
 // addExperimentFlags binds the flags that exp takes into p.
-func addExperimentFlags(f *pflag.FlagSet, exp workflows.Experiment, p *workflows.Params, seed *int64) {
+func addExperimentFlags(f *pflag.FlagSet, exp *lab.Experiment, p *lab.Params, seed *int64) {
 	f.Int64Var(seed, "seed", 0, "seed of every fault decision (default: random, and printed)")
 	d := exp.Defaults
 	for _, k := range exp.Knobs {
 		switch k {
-		case workflows.KnobPages:
+		case lab.KnobPages:
 			f.IntVar(&p.Pages, string(k), d.Pages, "pages per batch")
-		case workflows.KnobPageSize:
+		case lab.KnobPageSize:
 			f.IntVar(&p.PageSize, string(k), d.PageSize, "users per page")
-		case workflows.KnobBatches:
+		case lab.KnobBatches:
 			f.IntVar(&p.Batches, string(k), d.Batches, "batch child workflows")
-		case workflows.KnobFailProb:
+		case lab.KnobFailProb:
 			f.Float64Var(&p.FailProb, string(k), d.FailProb, "probability that a step fails after its write")
-		case workflows.KnobGenFailProb:
+		case lab.KnobGenFailProb:
 			f.Float64Var(&p.GenFailProb, string(k), d.GenFailProb, "probability that the generate step fails")
-		case workflows.KnobCrashProb:
+		case lab.KnobCrashProb:
 			f.Float64Var(&p.CrashProb, string(k), d.CrashProb, "probability of a crash (SIGKILL) at each crash point")
-		case workflows.KnobCommitCrashProb:
+		case lab.KnobCommitCrashProb:
 			f.Float64Var(&p.CommitCrashProb, string(k), d.CommitCrashProb, "probability of a crash right after an insert commits")
-		case workflows.KnobCrashAfter:
+		case lab.KnobCrashAfter:
 			f.IntVar(&p.CrashAfterBatch, string(k), d.CrashAfterBatch, "crash points start after this batch")
-		case workflows.KnobAttempts:
+		case lab.KnobAttempts:
 			f.IntVar(&p.Attempts, string(k), d.Attempts, "attempts allowed to the retried step")
-		case workflows.KnobMaxRecoveryAttempts:
+		case lab.KnobMaxRecoveryAttempts:
 			f.IntVar(&p.MaxRecoveryAttempts, string(k), d.MaxRecoveryAttempts, "recoveries DBOS allows before dead-lettering the workflow")
-		case workflows.KnobWait:
+		case lab.KnobWait:
 			f.DurationVar(&p.Wait, string(k), d.Wait, "how long to wait for a pending workflow of another executor before starting a new one")
-		case workflows.KnobQueue:
+		case lab.KnobQueue:
 			f.StringVar(&p.Queue, string(k), d.Queue, "enqueue batch workflows on this DBOS queue for durlab worker processes (this process runs them itself while no worker serves the queue)")
 		}
 	}
@@ -105,8 +107,8 @@ func (o *experimentOptions) validate() error {
 	}{
 		{"--pages", p.Pages, true},
 		{"--page-size", p.PageSize, true},
-		{"--batches", p.Batches, o.exp.Has(workflows.KnobBatches)},
-		{"--attempts", p.Attempts, o.exp.Has(workflows.KnobAttempts)},
+		{"--batches", p.Batches, o.exp.Has(lab.KnobBatches)},
+		{"--attempts", p.Attempts, o.exp.Has(lab.KnobAttempts)},
 	} {
 		if f.taken && f.value <= 0 {
 			return usagef("%s must be at least 1, got %d", f.name, f.value)
@@ -126,7 +128,7 @@ func (o *experimentOptions) validate() error {
 		return usagef("--wait must not be negative, got %s", p.Wait)
 	}
 	if p.Queue != "" {
-		if err := workflows.CheckQueueName(p.Queue); err != nil {
+		if err := lab.CheckQueueName(p.Queue); err != nil {
 			return usageError{err}
 		}
 	}
@@ -138,24 +140,26 @@ func (o *experimentOptions) validate() error {
 	return nil
 }
 
-// openLab opens the experiment's lab with DBOS's start-up lines held back
-// (see logGate); closeLab quiets DBOS's shutdown errors, then closes it.
-func (o *experimentOptions) openLab(ctx context.Context, cfg resolved, progress func(done, total int)) (lab *workflows.Lab, closeLab func(), err error) {
+// openRuntime opens the experiment's runtime with DBOS's start-up lines held
+// back (see logGate); closeRuntime quiets DBOS's shutdown errors, then
+// closes it.
+func (o *experimentOptions) openRuntime(ctx context.Context, cfg resolved, progress func(done, total int)) (rt *lab.Runtime, closeRuntime func(), err error) {
 	cfg.hold()
-	lab, err = workflows.Open(ctx, workflows.Config{
-		SystemDB:   cfg.systemDB,
-		Store:      cfg.store,
-		ExecutorID: o.global.executor("durlab-" + o.exp.Name),
-		Logger:     cfg.logger,
-		Notices:    o.global.io.Err,
-		Faults:     o.params.Faults,
-		Progress:   progress,
+	rt, err = lab.Open(ctx, lab.Config{
+		SystemDB:    cfg.systemDB,
+		Store:       cfg.store,
+		ExecutorID:  o.global.executor("durlab-" + o.exp.Name),
+		Logger:      cfg.logger,
+		Notices:     o.global.io.Err,
+		Faults:      o.params.Faults,
+		Experiments: workflows.Experiments(),
+		Progress:    progress,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg.flush()
-	return lab, func() { cfg.quiet(); lab.Close() }, nil
+	return rt, func() { cfg.quiet(); rt.Close() }, nil
 }
 
 // noteSeed prints the seed drawn for this run, where it decides anything.
@@ -187,21 +191,20 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	if err != nil {
 		return err
 	}
-	lab, closeLab, err := o.openLab(ctx, cfg, nil)
+	rt, closeRuntime, err := o.openRuntime(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}
-	defer closeLab()
+	defer closeRuntime()
 	o.noteSeed("durlab")
 	if o.params.Queue != "" && o.exp.HasFaults() {
 		fmt.Fprintf(g.io.Err, "durlab: the batches run on the workers of queue %s and obey the workers' fault flags; this command's --fail-prob, --gen-fail-prob and --commit-crash-prob apply only to batches it runs itself, its --crash-prob to the main workflow\n", o.params.Queue)
 	}
 	start := time.Now()
-	rep, err := o.exp.Run(ctx, lab, o.params)
+	rep, err := rt.Run(ctx, o.exp, o.params)
 	if err != nil {
 		return interruption(ctx, err)
 	}
-	rep.Expected = o.exp.Expected(workflows.Params{Input: rep.RunInput(), Faults: o.params.Faults})
 	if err := printReport(g.io, cfg.json, rep, time.Since(start)); err != nil {
 		return err
 	}
@@ -211,7 +214,7 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	return nil
 }
 
-func printReport(io IOStreams, asJSON bool, rep workflows.Report, elapsed time.Duration) error {
+func printReport(io IOStreams, asJSON bool, rep lab.Report, elapsed time.Duration) error {
 	if asJSON {
 		enc := json.NewEncoder(io.Out)
 		return enc.Encode(rep)
@@ -237,7 +240,7 @@ func printReport(io IOStreams, asJSON bool, rep workflows.Report, elapsed time.D
 	fmt.Fprintf(w, "steps\t%d attempts, %d injected failures (%d crashes, %d right after a commit), %d UNIQUE violations\n",
 		rep.StepAttempts, rep.InjectedFailures, rep.Crashes, rep.CommitCrashes, rep.UniqueViolations)
 	if rep.Error != "" {
-		fmt.Fprintf(w, "error\t%s\n", oneLine(redactAll(rep.Error)))
+		fmt.Fprintf(w, "error\t%s\n", oneLine(dburl.Redact(rep.Error)))
 	}
 	fmt.Fprintf(w, "lesson\t%s\n", rep.Lesson)
 	return w.Flush()
@@ -253,7 +256,7 @@ func plural(n int, one, many string) string {
 // interruption names the signal behind an interrupted run, for its exit code.
 func interruption(ctx context.Context, err error) error {
 	var se signalError
-	if errors.Is(err, workflows.ErrInterrupted) && errors.As(context.Cause(ctx), &se) {
+	if errors.Is(err, lab.ErrInterrupted) && errors.As(context.Cause(ctx), &se) {
 		return fmt.Errorf("%w: %w", se, err)
 	}
 	return err

@@ -5,11 +5,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/durlab/durlab/store"
+	"github.com/durlab/durlab/dburl"
 )
 
 // globalOptions are the flags every command shares: where the data lives and
@@ -71,10 +70,10 @@ func (g *globalOptions) resolveFor(create bool) (resolved, error) {
 	dataDir := cmp.Or(g.dataDir, os.Getenv("DURLAB_DATA_DIR"), ".durlab")
 	r.systemDB = cmp.Or(g.systemDB, os.Getenv("DBOS_SYSTEM_DATABASE_URL"), os.Getenv("DBOS_DATABASE_URL"))
 	r.store = cmp.Or(g.store, os.Getenv("DURLAB_STORE"))
-	if err := checkDatabaseURL("--system-db", r.systemDB); err != nil {
+	if err := checkDatabaseURL("--system-db", r.systemDB, false); err != nil {
 		return r, err
 	}
-	if err := checkDatabaseURL("--store", r.store); err != nil {
+	if err := checkDatabaseURL("--store", r.store, true); err != nil {
 		return r, err
 	}
 	if create && (r.systemDB == "" || r.store == "") {
@@ -101,17 +100,14 @@ func (g *globalOptions) executor(defaultID string) string {
 	return cmp.Or(g.executorID, os.Getenv("DURLAB_EXECUTOR_ID"), defaultID)
 }
 
-// checkDatabaseURL rejects what is neither a Postgres URL, a sqlite: URL nor
-// a plain path, before any connection is tried.
-func checkDatabaseURL(flag, v string) error {
-	if v == "" || store.IsPostgres(v) || strings.HasPrefix(v, "sqlite:") {
-		return nil
+// checkDatabaseURL rejects, before any connection is tried, what names no
+// database: a plain path is a SQLite file only where plainPath allows it.
+func checkDatabaseURL(flag, v string, plainPath bool) error {
+	if v == "" {
+		return nil // the default
 	}
-	if i := strings.Index(v, "://"); i >= 0 {
-		return usagef("%s: unsupported database URL %s: use postgres://, postgresql:// or sqlite:", flag, redactAll(v))
-	}
-	if flag == "--system-db" {
-		return usagef("--system-db: %q is not a database URL: use sqlite:PATH or postgres://...", v)
+	if _, err := dburl.Parse(v, plainPath); err != nil {
+		return usagef("%s: %v", flag, err)
 	}
 	return nil
 }
@@ -148,11 +144,11 @@ func touch0600(path string) error {
 
 func redactAttr(_ []string, a slog.Attr) slog.Attr {
 	if a.Value.Kind() == slog.KindString {
-		return slog.String(a.Key, redactAll(a.Value.String()))
+		return slog.String(a.Key, dburl.Redact(a.Value.String()))
 	}
 	if a.Value.Kind() == slog.KindAny {
 		if err, ok := a.Value.Any().(error); ok {
-			return slog.String(a.Key, redactAll(err.Error()))
+			return slog.String(a.Key, dburl.Redact(err.Error()))
 		}
 	}
 	return a

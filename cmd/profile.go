@@ -5,17 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math"
-	"text/tabwriter"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/profiling"
-	"github.com/durlab/durlab/store"
 	"github.com/durlab/durlab/workflows"
 )
 
@@ -74,7 +69,7 @@ a time. On a terminal, a progress bar on stderr shows the batches done and
 the rate (never with --output json).`
 
 func newProfileCmd(g *globalOptions, runF func(*profileOptions) error) *cobra.Command {
-	exp, _ := workflows.Lookup("profile")
+	exp := workflows.Profile
 	opts := &profileOptions{}
 	var c *cobra.Command
 	c = newExperimentCmd(g, exp, func(eo *experimentOptions) error {
@@ -87,7 +82,7 @@ func newProfileCmd(g *globalOptions, runF func(*profileOptions) error) *cobra.Co
 		}
 		return runProfile(c.Context(), opts)
 	})
-	c.Long = exp.Long + "\n" + profileHelp + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Seed)
+	c.Long = exp.Long + "\n" + profileHelp + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Origin)
 	c.Example = `  durlab profile --out main.prof
   durlab profile --compare
   durlab profile --batches 100 --pages 100 --page-size 100 --compare`
@@ -116,46 +111,12 @@ func (o *profileOptions) validate() error {
 	return nil
 }
 
-// breakdown is where the time of a profile run went. In JSON it is the
-// report's "profile" object.
-type breakdown struct {
-	Mode        string  `json:"mode"` // durable, plain or compare
-	Users       int64   `json:"users"`
-	WallMs      float64 `json:"wall_ms"`
-	StartupMs   float64 `json:"startup_ms"` // DBOS start-up, not in wall_ms
-	Workflows   int     `json:"workflows"`
-	Steps       int     `json:"steps"`
-	Checkpoints int     `json:"checkpoints"`
-	BusinessMs  float64 `json:"business_logic_ms"`
-	StoreMs     float64 `json:"store_writes_ms"`
-	RestMs      float64 `json:"rest_ms"`
-	// PlainWallMs and Ratio are set when a plain run was measured.
-	PlainWallMs *float64 `json:"plain_wall_ms"`
-	Ratio       *float64 `json:"ratio"`
-	// PerCheckpointMs is the overhead of one checkpoint, computed as
-	// PerCheckpointBasis says; null with no checkpoints.
-	PerCheckpointMs    *float64      `json:"overhead_per_checkpoint_ms"`
-	PerCheckpointBasis string        `json:"overhead_basis"`
-	CPUProfile         string        `json:"cpu_profile"`
-	WallProfile        string        `json:"wall_profile"`
-	CPUSampledMs       float64       `json:"cpu_sampled_ms"`
-	TopPackages        []packageTime `json:"top_packages"`
-}
-
-type packageTime struct {
-	Package string  `json:"package"`
-	CPUMs   float64 `json:"cpu_ms"`
-	Percent float64 `json:"percent"`
-}
-
 // profileReport is the JSON report of profile: the experiment report's
 // fields, unchanged, plus the breakdown.
 type profileReport struct {
-	workflows.Report
-	Profile breakdown `json:"profile"`
+	lab.Report
+	Profile profiling.Breakdown `json:"profile"`
 }
-
-func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
 
 func runProfile(ctx context.Context, o *profileOptions) error {
 	g := o.global
@@ -168,21 +129,20 @@ func runProfile(ctx context.Context, o *profileOptions) error {
 		return usagef("cannot write the profile: %v", unwrapPathError(err))
 	}
 	defer rec.Stop()
-	in := o.params.Input
-	bd := breakdown{Mode: "durable", Users: in.Users(), CPUProfile: o.cpuOut, WallProfile: o.wallOut}
-	var rep, plainRep workflows.Report
-	var timings *workflows.Timings
+	bd := profiling.Breakdown{Mode: "durable", Users: o.params.Input.Users(), CPUProfile: o.cpuOut, WallProfile: o.wallOut}
+	var rep, plainRep lab.Report
+	var timings *lab.Timings
 	var wall time.Duration
 	if o.noDurability || o.compare {
-		// The plain run goes first, before the lab opens and its Launch
+		// The plain run goes first, before the runtime opens and its Launch
 		// recovers anything, so the two runs never share the machine.
-		var t workflows.Timings
+		var t lab.Timings
 		var d time.Duration
 		plainRep, d, err = runPlainProfile(ctx, o, cfg, &t, rec, o.noDurability)
 		if err != nil {
 			return err
 		}
-		plain := ms(d)
+		plain := profiling.Ms(d)
 		bd.PlainWallMs = &plain
 		bd.Mode, rep, timings, wall = "plain", plainRep, &t, d
 	}
@@ -190,36 +150,21 @@ func runProfile(ctx context.Context, o *profileOptions) error {
 		if o.compare {
 			bd.Mode = "compare"
 		}
-		var cp workflows.Checkpoints
+		var cp lab.Checkpoints
 		var startup time.Duration
 		rep, cp, timings, startup, wall, err = runDurableProfile(ctx, o, cfg, rec)
 		if err != nil {
 			return err
 		}
-		bd.StartupMs = ms(startup)
+		bd.StartupMs = profiling.Ms(startup)
 		bd.Workflows, bd.Steps, bd.Checkpoints = cp.Workflows, cp.Steps, cp.Total
 	}
 	if err := rec.Stop(); err != nil {
 		return fmt.Errorf("writing the profiles: %w", err)
 	}
-	bd.fill(wall, timings.Generate(), timings.Store())
-	if o.cpuOut != "" {
-		cpu, err := profiling.TopPackagesFile(o.cpuOut, o.top)
-		if err != nil {
-			return err
-		}
-		bd.CPUSampledMs = ms(cpu.Total)
-		bd.TopPackages = []packageTime{}
-		for _, p := range cpu.Packages {
-			bd.TopPackages = append(bd.TopPackages, packageTime{p.Package, ms(p.CPU), math.Round(p.Share*1000) / 10})
-		}
-	}
-	// A resumed durable run keeps the sizes it started with; a plain run
-	// has only this command's.
-	if in := rep.RunInput(); in.Pages > 0 {
-		rep.Expected = o.exp.Expected(workflows.Params{Input: in})
-	} else {
-		rep.Expected = o.exp.Expected(o.params)
+	bd.Fill(wall, timings.Generation(), timings.StoreWrites())
+	if err := bd.ReadCPU(o.top); err != nil {
+		return err
 	}
 	if o.compare && !plainRep.AsExpected {
 		rep.AsExpected, rep.Lesson = false, plainRep.Lesson
@@ -228,7 +173,7 @@ func runProfile(ctx context.Context, o *profileOptions) error {
 	case rep.AsExpected && rep.Attached:
 		rep.Lesson = "resumed a workflow an earlier run left pending: the times cover only what was left of it; run again for a whole run"
 	case rep.AsExpected:
-		rep.Lesson = bd.lesson()
+		rep.Lesson = bd.Lesson()
 	}
 	if cfg.json {
 		if err := json.NewEncoder(g.io.Out).Encode(profileReport{rep, bd}); err != nil {
@@ -248,107 +193,65 @@ func runProfile(ctx context.Context, o *profileOptions) error {
 	return nil
 }
 
-// lesson is one sentence on the price of durability this run measured.
-func (bd *breakdown) lesson() string {
+// runPlainProfile runs the work with no DBOS and builds its report.
+// profiled: the profiles cover this run.
+func runPlainProfile(ctx context.Context, o *profileOptions, cfg resolved, t *lab.Timings, rec *profiling.Recording, profiled bool) (lab.Report, time.Duration, error) {
+	// The plain run has no DBOS of its own: a client tells it which
+	// workflows are finished, so it empties the table as a durable run would.
+	p := workflows.Plain{Store: cfg.store, Input: o.params.Input, Timings: t}
+	in, err := openClient(ctx, cfg, o.global.io)
+	var none errNoSystemDB
 	switch {
-	case bd.Mode == "plain":
-		return "no durability: the same pages and inserts with no workflow, step or checkpoint; a crash would lose the run"
-	case bd.Ratio != nil && bd.PerCheckpointMs != nil:
-		return fmt.Sprintf("durability took %.2fx the time of the identical work with no DBOS: %.3f ms for each of %d checkpoints",
-			*bd.Ratio, *bd.PerCheckpointMs, bd.Checkpoints)
-	case bd.WallMs > 0:
-		return fmt.Sprintf("%d checkpoints made %d users durable; %.0f%% of the time went to DBOS orchestration and checkpoints (--compare measures the price against no durability)",
-			bd.Checkpoints, bd.Users, bd.RestMs/bd.WallMs*100)
+	case errors.As(err, &none): // no system database: no workflow to judge
+	case err != nil:
+		return lab.Report{}, 0, err
+	default:
+		p.Client = in.client
 	}
-	return ""
-}
-
-// fill computes the time split and the overhead per checkpoint from the
-// run's wall time and its time in fake generation and in store writes.
-func (bd *breakdown) fill(wall, generate, storeWrites time.Duration) {
-	bd.WallMs = ms(wall)
-	bd.BusinessMs, bd.StoreMs = ms(generate), ms(storeWrites)
-	bd.RestMs = ms(wall - generate - storeWrites)
-	if bd.PlainWallMs != nil && bd.Mode == "compare" && *bd.PlainWallMs > 0 {
-		r := math.Round(bd.WallMs / *bd.PlainWallMs * 100) / 100
-		bd.Ratio = &r
-	}
-	if bd.Checkpoints == 0 {
-		return
-	}
-	var per float64
-	if bd.Ratio != nil {
-		bd.PerCheckpointBasis = "(durable - plain) / checkpoints"
-		per = (bd.WallMs - *bd.PlainWallMs) / float64(bd.Checkpoints)
-	} else {
-		bd.PerCheckpointBasis = "rest / checkpoints"
-		per = bd.RestMs / float64(bd.Checkpoints)
-	}
-	per = math.Round(per*1000) / 1000
-	bd.PerCheckpointMs = &per
-}
-
-// runPlainProfile runs the work with no DBOS, on its own connection to the
-// store, and builds its report. profiled: the profiles cover this run.
-func runPlainProfile(ctx context.Context, o *profileOptions, cfg resolved, t *workflows.Timings, rec *profiling.Recording, profiled bool) (workflows.Report, time.Duration, error) {
-	st, err := store.Open(ctx, cfg.store)
-	if err != nil {
-		return workflows.Report{}, 0, err
-	}
-	defer st.Close()
-	tb := st.Table(store.Strict) // the durable run's table, as SPEC has it for profile
-	if err := prepareForPlain(ctx, o, cfg, tb); err != nil {
-		return workflows.Report{}, 0, err
-	}
-	runID := "plain-" + uuid.NewString()
-	bar := newProgress(o.global.io, cfg.json, "no durability", o.params.Batches)
-	if profiled {
-		if err := rec.Start(); err != nil {
-			return workflows.Report{}, 0, err
+	// The client has done its part once the work starts; closed then, it
+	// takes no time from the measured run.
+	closeClient := func() {
+		if in != nil {
+			in.Close()
+			in = nil
 		}
 	}
-	bar.start()
-	start := time.Now()
-	c, err := workflows.RunPlain(ctx, tb, o.params.Input, runID, t, bar.update)
-	d := time.Since(start)
+	defer closeClient()
+	bar := newProgress(o.global.io, cfg.json, "no durability", o.params.Batches)
+	p.Progress = bar.update
+	p.Start = func() error {
+		closeClient()
+		if profiled {
+			if err := rec.Start(); err != nil {
+				return err
+			}
+		}
+		bar.start()
+		return nil
+	}
+	rep, d, err := workflows.RunPlain(ctx, p)
 	bar.finish()
-	// The plain run's rows served their purpose; a durable run would leave
-	// them to the next run's emptying, which cannot tell a plain run is over.
-	if _, derr := tb.Delete(context.WithoutCancel(ctx), []string{runID}); derr != nil && err == nil {
-		err = derr
-	}
-	if err != nil {
-		return workflows.Report{}, 0, interruption(ctx, err)
-	}
-	result := c.Latest
-	want := o.params.Input.Users()
-	rep := workflows.Report{Experiment: o.exp.Name, WorkflowID: runID, Status: "SUCCESS", Result: result,
-		Rows: c.Rows, UniqueUsers: c.UniqueUsers, Duplicates: c.Rows - c.UniqueUsers, Seed: o.params.Seed}
-	rep.AsExpected = result == want && c.UniqueUsers == want
-	if !rep.AsExpected {
-		rep.Lesson = fmt.Sprintf("the run with no durability counted %d of %d users", result, want)
-	}
-	return rep, d, nil
+	return rep, d, interruption(ctx, err)
 }
 
-// runDurableProfile opens the lab, runs the experiment under the profiles
-// and counts what DBOS checkpointed.
-func runDurableProfile(ctx context.Context, o *profileOptions, cfg resolved, rec *profiling.Recording) (rep workflows.Report, cp workflows.Checkpoints, t *workflows.Timings, startup, wall time.Duration, err error) {
+// runDurableProfile opens the runtime, runs the experiment under the
+// profiles and counts what DBOS checkpointed.
+func runDurableProfile(ctx context.Context, o *profileOptions, cfg resolved, rec *profiling.Recording) (rep lab.Report, cp lab.Checkpoints, t *lab.Timings, startup, wall time.Duration, err error) {
 	g := o.global
 	bar := newProgress(g.io, cfg.json, "durable", o.params.Batches)
 	opened := time.Now()
-	lab, closeLab, err := o.openLab(ctx, cfg, bar.update)
+	rt, closeRuntime, err := o.openRuntime(ctx, cfg, bar.update)
 	if err != nil {
 		return
 	}
-	defer closeLab()
+	defer closeRuntime()
 	startup = time.Since(opened)
 	if err = rec.Start(); err != nil {
 		return
 	}
 	bar.start()
 	start := time.Now()
-	rep, err = o.exp.Run(ctx, lab, o.params)
+	rep, err = rt.Run(ctx, o.exp, o.params)
 	wall = time.Since(start)
 	bar.finish()
 	if err != nil {
@@ -358,142 +261,6 @@ func runDurableProfile(ctx context.Context, o *profileOptions, cfg resolved, rec
 	if err = rec.Stop(); err != nil {
 		return
 	}
-	cp, err = lab.Checkpoints(ctx, rep.WorkflowID)
-	return rep, cp, lab.Timings(), startup, wall, err
-}
-
-// printBreakdown prints where the time went, after the report.
-func printBreakdown(out io.Writer, bd breakdown) error {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	share := func(v float64) string {
-		if bd.WallMs <= 0 {
-			return "-"
-		}
-		return fmt.Sprintf("%.0f%%", v/bd.WallMs*100)
-	}
-	durable := bd.Mode != "plain"
-	fmt.Fprintf(w, "\nbreakdown\t%s run, %d users\n", bd.Mode, bd.Users)
-	fmt.Fprintf(w, "wall time\t%s", fmtMs(bd.WallMs))
-	if durable {
-		fmt.Fprintf(w, ", after %s of DBOS start-up", fmtMs(bd.StartupMs))
-	}
-	fmt.Fprintln(w)
-	if durable {
-		fmt.Fprintf(w, "workflows\t%d\n", bd.Workflows)
-		fmt.Fprintf(w, "steps\t%d\n", bd.Steps)
-		fmt.Fprintf(w, "checkpoints\t%d\n", bd.Checkpoints)
-	} else {
-		fmt.Fprintf(w, "durability\tnone: no workflow, step or checkpoint\n")
-	}
-	rest := "the loop, emptying finished runs' rows and the final counts"
-	if durable {
-		rest = "DBOS orchestration and checkpoints, emptying finished runs' rows and the final counts"
-	}
-	fmt.Fprintf(w, "business logic\t%s  %s  fake generation\n", fmtMs(bd.BusinessMs), share(bd.BusinessMs))
-	fmt.Fprintf(w, "store writes\t%s  %s  inserting the pages\n", fmtMs(bd.StoreMs), share(bd.StoreMs))
-	fmt.Fprintf(w, "rest\t%s  %s  %s\n", fmtMs(bd.RestMs), share(bd.RestMs), rest)
-	if durable && bd.PlainWallMs != nil {
-		fmt.Fprintf(w, "no durability\t%s for the identical work\n", fmtMs(*bd.PlainWallMs))
-	}
-	if bd.Ratio != nil {
-		fmt.Fprintf(w, "price\t%.2fx the time with no durability\n", *bd.Ratio)
-	}
-	if bd.PerCheckpointMs != nil {
-		fmt.Fprintf(w, "per checkpoint\t%.3f ms overhead = %s\n", *bd.PerCheckpointMs, bd.PerCheckpointBasis)
-	}
-	if bd.CPUProfile != "" && len(bd.TopPackages) == 0 {
-		fmt.Fprintf(w, "top packages\tnone: no CPU sample in %s (one every 10 ms of CPU)\n", bd.CPUProfile)
-	} else if bd.CPUProfile != "" {
-		fmt.Fprintf(w, "top packages\tby CPU: %s sampled in %s\n", fmtMs(bd.CPUSampledMs), bd.CPUProfile)
-		for _, p := range bd.TopPackages {
-			fmt.Fprintf(w, "\t%5.1f%%  %7s  %s\n", p.Percent, fmtMs(p.CPUMs), p.Package)
-		}
-	}
-	if bd.CPUProfile != "" {
-		fmt.Fprintf(w, "CPU profile\t%s: go tool pprof -http=: %s\n", bd.CPUProfile, bd.CPUProfile)
-	}
-	if bd.WallProfile != "" {
-		fmt.Fprintf(w, "wall profile\t%s: go tool pprof -http=: %s\n", bd.WallProfile, bd.WallProfile)
-	}
-	return w.Flush()
-}
-
-// fmtMs prints milliseconds with three significant digits.
-func fmtMs(v float64) string {
-	switch {
-	case v >= 10000:
-		return fmt.Sprintf("%.1fs", v/1000)
-	case v >= 1000:
-		return fmt.Sprintf("%.2fs", v/1000)
-	case v >= 100:
-		return fmt.Sprintf("%.0fms", v)
-	case v >= 10:
-		return fmt.Sprintf("%.1fms", v)
-	}
-	return fmt.Sprintf("%.2fms", v)
-}
-
-// progress shows batches done out of the total, and the rate, on a
-// terminal's stderr; it does nothing elsewhere and with --output json.
-type progress struct {
-	bar *progressbar.ProgressBar
-}
-
-func newProgress(streams IOStreams, asJSON bool, desc string, total int) *progress {
-	if !streams.IsTerminal || asJSON {
-		return &progress{}
-	}
-	bar := progressbar.NewOptions(total,
-		progressbar.OptionSetWriter(streams.Err),
-		progressbar.OptionSetDescription(desc),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionSetItsString("batches"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish())
-	return &progress{bar: bar}
-}
-
-// start shows the empty bar, once the notices before the run are printed.
-func (p *progress) start() {
-	if p.bar != nil {
-		p.bar.RenderBlank()
-	}
-}
-
-// update is a workflows.Config.Progress function.
-func (p *progress) update(done, total int) {
-	if p.bar == nil {
-		return
-	}
-	if total != p.bar.GetMax() {
-		p.bar.ChangeMax(total) // a resumed workflow's own size
-	}
-	p.bar.Set(done)
-}
-
-// finish clears the bar, so the report starts on a clean line.
-func (p *progress) finish() {
-	if p.bar != nil {
-		p.bar.Finish()
-		p.bar.Clear()
-	}
-}
-
-// prepareForPlain empties the table of finished workflows for the
-// plain run, as a durable run would: the plain run has no DBOS of its own,
-// so a client tells which workflows are finished.
-func prepareForPlain(ctx context.Context, o *profileOptions, cfg resolved, tb store.Table) error {
-	in, err := openClient(ctx, cfg, o.global.io)
-	var none errNoSystemDB
-	if errors.As(err, &none) {
-		return nil // no system database: no workflow to judge
-	}
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	return workflows.PrepareStore(ctx, in.client, tb)
+	cp, err = rt.Checkpoints(rep.WorkflowID)
+	return rep, cp, rt.Timings(), startup, wall, err
 }

@@ -1,5 +1,6 @@
 // Package cmd is durlab's command line: flag parsing, output and exit codes.
-// It holds no SQL and no workflow logic; those live in store and workflows.
+// It holds no SQL and no workflow logic; those live in store, lab (the
+// runtime) and workflows (the experiments).
 //
 // Errors become exit codes in exactly one place, exitCode. Nothing below
 // Main calls os.Exit, so deferred DBOS shutdowns always run.

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/workflows"
 )
 
@@ -34,7 +35,7 @@ type runSummary struct {
 	Attempts   int                `json:"attempts"`
 	Crashes    int                `json:"crashes"`
 	ExitCode   int                `json:"exit_code"`
-	Report     *workflows.Report  `json:"report"`
+	Report     *lab.Report        `json:"report"`
 	Seed       int64              `json:"seed"`
 	Elapsed    string             `json:"elapsed"`
 	Children   []childOutcomeJSON `json:"children"`
@@ -84,7 +85,7 @@ func experimentNames() string {
 	return fmt.Sprint(names)
 }
 
-func newRunExperimentCmd(g *globalOptions, exp workflows.Experiment, opts *runOptions) *cobra.Command {
+func newRunExperimentCmd(g *globalOptions, exp *lab.Experiment, opts *runOptions) *cobra.Command {
 	c := newExperimentCmd(g, exp, func(eo *experimentOptions) error {
 		opts.exp = eo
 		return nil
@@ -185,7 +186,7 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 			outcome.Signal = unix.SignalName(ws.Signal())
 		}
 		sum.Children = append(sum.Children, outcome)
-		var rep workflows.Report
+		var rep lab.Report
 		if json.Unmarshal(stdout.Bytes(), &rep) == nil && rep.WorkflowID != "" {
 			sum.Report = &rep
 		}

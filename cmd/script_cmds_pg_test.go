@@ -18,7 +18,8 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/durlab/durlab/internal/pgtest"
-	"github.com/durlab/durlab/workflows"
+
+	"github.com/durlab/durlab/lab"
 )
 
 // cmdLab is the `lab` command of the Postgres and worker scripts:
@@ -224,7 +225,7 @@ func labBusy(ts *testscript.TestScript, args []string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	client, err := dbos.NewClient(ctx, dbos.ClientConfig{DatabaseURL: systemDB, AppName: workflows.AppName,
+	client, err := dbos.NewClient(ctx, dbos.ClientConfig{DatabaseURL: systemDB, AppName: lab.AppName,
 		Logger: slog.New(slog.DiscardHandler)})
 	ts.Check(err)
 	defer client.Shutdown(client, 5*time.Second)

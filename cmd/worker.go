@@ -10,7 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/durlab/durlab/store"
+	"github.com/durlab/durlab/dburl"
+	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/workflows"
 )
 
@@ -19,7 +20,7 @@ type workerOptions struct {
 	global      *globalOptions
 	queue       string
 	concurrency int
-	faults      workflows.Faults
+	faults      lab.Faults
 }
 
 func newWorkerCmd(g *globalOptions) *cobra.Command {
@@ -70,10 +71,10 @@ default a worker injects no fault.`,
 	f := c.Flags()
 	f.StringVar(&opts.queue, "queue", "", "the DBOS queue to serve (required), as given to the experiments' --queue")
 	f.IntVar(&opts.concurrency, "concurrency", 0, "batches one worker runs at a time, set for every worker of the queue (default: keep the queue's, 4 for a new queue)")
-	f.Float64Var(&opts.faults.FailProb, string(workflows.KnobFailProb), 0, "probability that an insert step fails after its write")
-	f.Float64Var(&opts.faults.GenFailProb, string(workflows.KnobGenFailProb), 0, "probability that a generate step fails")
-	f.Float64Var(&opts.faults.CommitCrashProb, string(workflows.KnobCommitCrashProb), 0, "probability that this worker dies (SIGKILL) right after an insert commits")
-	f.IntVar(&opts.faults.Attempts, string(workflows.KnobAttempts), 10, "attempts allowed to an insert step")
+	f.Float64Var(&opts.faults.FailProb, string(lab.KnobFailProb), 0, "probability that an insert step fails after its write")
+	f.Float64Var(&opts.faults.GenFailProb, string(lab.KnobGenFailProb), 0, "probability that a generate step fails")
+	f.Float64Var(&opts.faults.CommitCrashProb, string(lab.KnobCommitCrashProb), 0, "probability that this worker dies (SIGKILL) right after an insert commits")
+	f.IntVar(&opts.faults.Attempts, string(lab.KnobAttempts), 10, "attempts allowed to an insert step")
 	return c
 }
 
@@ -81,7 +82,7 @@ func (o *workerOptions) validate(c *cobra.Command) error {
 	if !c.Flags().Changed("queue") {
 		return usagef("worker needs --queue NAME: the queue the experiments enqueue on with --queue")
 	}
-	if err := workflows.CheckQueueName(o.queue); err != nil {
+	if err := lab.CheckQueueName(o.queue); err != nil {
 		return usagef("--queue: %v", err)
 	}
 	if o.concurrency < 0 || c.Flags().Changed("concurrency") && o.concurrency == 0 {
@@ -110,17 +111,18 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 	if err != nil {
 		return err
 	}
-	if store.IsPostgres(cfg.systemDB) && !store.IsPostgres(cfg.store) {
+	if dburl.IsPostgres(cfg.systemDB) && !dburl.IsPostgres(cfg.store) {
 		fmt.Fprintf(g.io.Err, "durlab worker: note: the store is the local file %s; workers and experiments on other machines must share a Postgres --store\n", cfg.store)
 	}
 	cfg.hold() // DBOS's own lines for an error Open returns anyway
-	lab, err := workflows.Open(ctx, workflows.Config{
+	rt, err := lab.Open(ctx, lab.Config{
 		SystemDB:    cfg.systemDB,
 		Store:       cfg.store,
 		ExecutorID:  g.executor(defaultWorkerID(o.queue)),
 		Logger:      cfg.logger,
 		Notices:     g.io.Err,
 		Faults:      o.faults,
+		Experiments: workflows.Experiments(),
 		Serve:       o.queue,
 		Concurrency: o.concurrency,
 	})
@@ -129,23 +131,23 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 	}
 	cfg.flush()
 	start := time.Now()
-	id := lab.ExecutorID()
+	id := rt.ExecutorID()
 	where := "SQLite (this machine only)"
-	if store.IsPostgres(cfg.systemDB) {
+	if dburl.IsPostgres(cfg.systemDB) {
 		where = "Postgres"
 	}
 	limit := "no limit"
-	if n := lab.Concurrency(); n > 0 {
+	if n := rt.Concurrency(); n > 0 {
 		limit = fmt.Sprintf("%d at a time", n)
 	}
 	fmt.Fprintf(g.io.Err, "durlab worker: executor %s serves queue %s (%s) on %s; stop it with Ctrl-C or SIGTERM\n", id, o.queue, limit, where)
-	if n := lab.LeftPending(); n > 0 {
+	if n := rt.LeftPending(); n > 0 {
 		fmt.Fprintf(g.io.Err, "durlab worker: %d workflow(s) left unfinished by executor %s are back on their queue\n", n, id)
 	}
 	<-ctx.Done()
-	done, countErr := lab.Finished(start)
+	done, countErr := rt.Finished(start)
 	cfg.quiet() // DBOS logs every background task it stops
-	closeErr := lab.Close()
+	closeErr := rt.Close()
 	if countErr == nil {
 		elapsed := time.Since(start).Round(time.Millisecond)
 		fmt.Fprintf(g.io.Err, "durlab worker: executor %s finished %d workflow(s) of queue %s in %s\n", id, done, o.queue, elapsed)
@@ -154,14 +156,14 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 		}
 	}
 	if closeErr != nil {
-		fmt.Fprintf(g.io.Err, "durlab worker: shutdown: %s\n", oneLine(redactAll(closeErr.Error())))
+		fmt.Fprintf(g.io.Err, "durlab worker: shutdown: %s\n", oneLine(dburl.Redact(closeErr.Error())))
 	}
 	stopped := fmt.Errorf("worker %s stopped; its unfinished workflows stay PENDING until a worker with --executor-id %s starts", id, id)
 	var se signalError
 	if errors.As(context.Cause(ctx), &se) {
 		return fmt.Errorf("%w: %w", se, stopped)
 	}
-	return fmt.Errorf("%w: %w", workflows.ErrInterrupted, stopped)
+	return fmt.Errorf("%w: %w", lab.ErrInterrupted, stopped)
 }
 
 // workerSummary is what a stopped worker prints with --output json.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/durlab/durlab/workflows"
+	"github.com/durlab/durlab/lab"
 )
 
 // TestWorkerFlags parses worker's flags into options without running
@@ -19,13 +19,13 @@ func TestWorkerFlags(t *testing.T) {
 		check   func(t *testing.T, o *workerOptions)
 	}{
 		{name: "defaults", args: []string{"--queue", "batches"}, check: func(t *testing.T, o *workerOptions) {
-			if o.queue != "batches" || o.concurrency != 0 || o.faults != (workflows.Faults{Attempts: 10}) {
+			if o.queue != "batches" || o.concurrency != 0 || o.faults != (lab.Faults{Attempts: 10}) {
 				t.Errorf("options %+v", o)
 			}
 		}},
 		{name: "concurrency and faults", args: []string{"--queue", "q", "--concurrency", "8", "--fail-prob", "0.4", "--commit-crash-prob", "0.1", "--attempts", "3"},
 			check: func(t *testing.T, o *workerOptions) {
-				want := workflows.Faults{FailProb: 0.4, CommitCrashProb: 0.1, Attempts: 3}
+				want := lab.Faults{FailProb: 0.4, CommitCrashProb: 0.1, Attempts: 3}
 				if o.concurrency != 8 || o.faults != want {
 					t.Errorf("options %+v", o)
 				}

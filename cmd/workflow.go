@@ -19,6 +19,8 @@ import (
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/spf13/cobra"
 
+	"github.com/durlab/durlab/dburl"
+	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/workflows"
 )
 
@@ -111,27 +113,27 @@ func openInspector(ctx context.Context, g *globalOptions) (*inspector, error) {
 func openClient(ctx context.Context, cfg resolved, io IOStreams) (*inspector, error) {
 	// Reading must not create: DBOS would make a missing database (and
 	// its folder) on the way to finding nothing in it.
-	exists, err := workflows.SystemDBExists(ctx, cfg.systemDB)
+	exists, err := lab.SystemDBExists(ctx, cfg.systemDB)
 	if err != nil {
 		return nil, err
 	}
 	if !exists {
-		return nil, errNoSystemDB{redactURL(cfg.systemDB)}
+		return nil, errNoSystemDB{dburl.Redacted(cfg.systemDB)}
 	}
 	cfg.hold() // DBOS's own lines for an error NewClient returns anyway
 	migrate := func() error { return dbos.Migrate(ctx, cfg.systemDB, dbos.WithMigrateLogger(cfg.logger)) }
-	if err := workflows.WithMigrationLock(ctx, cfg.systemDB, migrate); err != nil {
+	if err := lab.WithMigrationLock(ctx, cfg.systemDB, migrate); err != nil {
 		// A role without DDL rights can still read a migrated database:
 		// the client's own check says what is wrong if it cannot.
 		cfg.logger.Debug("could not migrate the system database; opening it as it is", slog.Any("error", err))
 	}
 	client, err := dbos.NewClient(ctx, dbos.ClientConfig{
 		DatabaseURL: cfg.systemDB,
-		AppName:     workflows.AppName,
+		AppName:     lab.AppName,
 		Logger:      cfg.logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", workflows.ErrSystemDB, err)
+		return nil, fmt.Errorf("%w: %v", lab.ErrSystemDB, err)
 	}
 	cfg.flush()
 	return &inspector{client: client, cfg: cfg, io: io}, nil
@@ -257,16 +259,16 @@ func experimentOf(name string) (string, bool) {
 // whereItRuns says which process will run an enqueued workflow: any durlab
 // process of its application version dequeues it, whatever its executor ID.
 func whereItRuns(st dbos.WorkflowStatus) string {
-	if st.ApplicationVersion != "" && st.ApplicationVersion != workflows.AppVersion {
+	if st.ApplicationVersion != "" && st.ApplicationVersion != lab.AppVersion {
 		return fmt.Sprintf("its application version is %s, but this durlab runs %s: no durlab process of this build will run it (fork it with --app-version %s)",
-			st.ApplicationVersion, workflows.AppVersion, workflows.AppVersion)
+			st.ApplicationVersion, lab.AppVersion, lab.AppVersion)
 	}
 	run := "`durlab <experiment>`"
 	if exp, ok := experimentOf(st.Name); ok {
 		run = fmt.Sprintf("`durlab %s`", exp)
 	}
 	return fmt.Sprintf("nothing runs it yet: the next durlab process of version %s to start (%s, another experiment, or `durlab worker`) dequeues it; if that process ends first, the workflow stays PENDING on its executor ID and the same command run again recovers it; follow it with `durlab workflow get %s`",
-		workflows.AppVersion, run, st.ID)
+		lab.AppVersion, run, st.ID)
 }
 
 // errNoSystemDB: the system database does not exist yet, so it holds no

@@ -10,6 +10,8 @@ import (
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/spf13/cobra"
+
+	"github.com/durlab/durlab/dburl"
 )
 
 // workflowGetOptions are the arguments of `durlab workflow get`.
@@ -66,7 +68,7 @@ func detailOf(st dbos.WorkflowStatus) workflowDetail {
 	d.Input, d.InputBytes = inlineJSON(st.Input)
 	if st.Error != nil {
 		// DBOS records the zero value as the output of a failed workflow: not shown.
-		d.Error = redactAll(st.Error.Error())
+		d.Error = dburl.Redact(st.Error.Error())
 		return d
 	}
 	d.Output, d.OutputBytes = inlineJSON(st.Output)
@@ -110,7 +112,7 @@ func inlineRaw(raw json.RawMessage) (json.RawMessage, int) {
 	if raw == nil || len(raw) > maxInlineBytes {
 		return nil, len(raw)
 	}
-	red := redactAll(string(raw))
+	red := dburl.Redact(string(raw))
 	if !json.Valid([]byte(red)) {
 		return nil, len(raw)
 	}

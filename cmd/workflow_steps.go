@@ -12,6 +12,8 @@ import (
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/spf13/cobra"
+
+	"github.com/durlab/durlab/dburl"
 )
 
 // workflowStepsOptions are the arguments of `durlab workflow steps`.
@@ -81,7 +83,7 @@ func stepRowOf(s dbos.StepInfo) stepRow {
 	if s.Error != nil {
 		// DBOS records the zero value as the output of a failed step: not shown.
 		r.Outcome = "error"
-		r.Error = redactAll(s.Error.Error())
+		r.Error = dburl.Redact(s.Error.Error())
 		if n, errs := retriedAttempts(s.Error); n > 0 {
 			r.Attempts, r.attemptErrors = n, errs
 		}
@@ -179,7 +181,7 @@ func printSteps(out io.Writer, rows []stepRow) error {
 		fmt.Fprintf(out, "\nstep %d %s failed after %d attempt%s:\n", r.StepID, r.Name, r.Attempts, plural(r.Attempts, "", "s"))
 		if len(r.attemptErrors) > 0 {
 			for i, e := range r.attemptErrors {
-				fmt.Fprintf(out, "  attempt %d: %s\n", i+1, redactAll(e))
+				fmt.Fprintf(out, "  attempt %d: %s\n", i+1, dburl.Redact(e))
 			}
 			continue
 		}

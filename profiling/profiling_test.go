@@ -13,7 +13,7 @@ import (
 func TestPackageOf(t *testing.T) {
 	for name, want := range map[string]string{
 		"runtime.mallocgc": "runtime",
-		"github.com/durlab/durlab/workflows.(*Lab).generateStep.func1":  "github.com/durlab/durlab/workflows",
+		"github.com/durlab/durlab/lab.(*Runtime).flush":                 "github.com/durlab/durlab/lab",
 		"github.com/mattn/go-sqlite3._Cfunc__sqlite3_step_row_internal": "github.com/mattn/go-sqlite3",
 		"modernc.org/sqlite/lib._sqlite3VdbeExec":                       "modernc.org/sqlite/lib",
 		"encoding/json.appendString[go.shape.string]":                   "encoding/json",

@@ -16,7 +16,7 @@ func TestSQLiteTuning(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := st.(*sqliteStore)
+	s := st.(*sqlStore)
 	s.db.SetMaxIdleConns(0) // every query below opens a new connection
 	var tempStore, checkpoint int
 	if err := s.db.QueryRowContext(ctx, "PRAGMA temp_store").Scan(&tempStore); err != nil {
@@ -28,7 +28,7 @@ func TestSQLiteTuning(t *testing.T) {
 	if tempStore != 2 || checkpoint != sqliteWALCheckpointPages {
 		t.Errorf("temp_store %d, wal_autocheckpoint %d; want 2 (MEMORY) and %d", tempStore, checkpoint, sqliteWALCheckpointPages)
 	}
-	rows, err := s.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+sqliteCountsSQL(Ledger), "wf")
+	rows, err := s.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+sqliteDialect.countsSQL(Ledger), "wf")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,49 +6,40 @@ package workflows
 // own workflow ID and first empties its table of finished runs.
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
+	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/store"
 )
 
-const basicWorkflowName = "basic.users_workflow"
-
-var basicExperiment = Experiment{
-	Name:  "basic",
-	Seed:  "ex1",
-	Short: "Two steps write two pages of users; nothing fails",
+// Basic is the experiment's descriptor.
+var Basic = &lab.Experiment{
+	Name:   "basic",
+	Origin: "ex1",
+	Short:  "Two steps write two pages of users; nothing fails",
 	Long: `Empties the users table of finished runs, then runs one workflow whose steps
 each generate a page of users and insert it. The result is the number of rows
 the workflow wrote. Safe to run again: every run has its own workflow ID.`,
-	Knobs:    []Knob{KnobPages, KnobPageSize},
-	Defaults: Params{Input: Input{Pages: 2, PageSize: 10}},
-	Expected: pagesExpected,
-	run:      runBasic,
+	Knobs:    []lab.Knob{lab.KnobPages, lab.KnobPageSize},
+	Defaults: lab.Params{Input: lab.Input{Pages: 2, PageSize: 10}},
+	Table:    store.Strict,
+	Main:     lab.NewWorkflow("users_workflow", basicWorkflow),
+	Expected: lab.PagesExpected,
+	Judge: func(rep *lab.Report) {
+		rep.AsExpected = rep.Succeeded() && rep.Rows == rep.RunInput().Users()
+		rep.Lesson = fmt.Sprintf("each step's write was checkpointed once: %d rows for %d users", rep.Rows, rep.UniqueUsers)
+	},
 }
 
-func (l *Lab) basicWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
-	wfID, _, err := l.workflowContext(ctx)
-	if err != nil {
-		return store.Counts{}, err
-	}
-	defer l.flush(ctx, wfID)
-	for page := range in.Pages {
-		if err := l.writePageStep(ctx, wfID, page, in.PageSize, l.analyzedAt, nil); err != nil {
-			return store.Counts{}, err
+func basicWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
+	return lab.Execute(ctx, in, func(x *lab.Execution) (store.Counts, error) {
+		for page := range in.Pages {
+			if err := lab.WritePage(x, page, in.PageSize, x.AnalyzedAt(), nil); err != nil {
+				return store.Counts{}, err
+			}
 		}
-	}
-	return l.countStep(ctx, l.strict, wfID)
-}
-
-func runBasic(ctx context.Context, l *Lab, p Params) (Report, error) {
-	rep, err := startAndReport(ctx, l, p, "basic", basicWorkflowName, l.basicWorkflow, store.Strict)
-	if err != nil {
-		return rep, err
-	}
-	rep.AsExpected = succeeded(rep) && rep.Rows == rep.input.Users()
-	rep.Lesson = fmt.Sprintf("each step's write was checkpointed once: %d rows for %d users", rep.Rows, rep.UniqueUsers)
-	return rep, nil
+		return x.Count(store.Strict)
+	})
 }

@@ -8,34 +8,32 @@ package workflows
 // user and workflow) still comes to exactly the number of users.
 
 import (
-	"context"
-
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
-	"github.com/durlab/durlab/fake"
+	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/store"
 )
 
-const (
-	dedupWorkflowName      = "dedup.users_workflow"
-	dedupBatchWorkflowName = "dedup.users_batch_workflow"
-)
-
-var batchFaultKnobs = []Knob{KnobBatches, KnobPages, KnobPageSize, KnobGenFailProb, KnobFailProb, KnobAttempts,
-	KnobCrashProb, KnobCrashAfter, KnobCommitCrashProb, KnobMaxRecoveryAttempts, KnobWait, KnobQueue}
+// batchFaultKnobs are the knobs of dedup and exactly-once.
+var batchFaultKnobs = []lab.Knob{lab.KnobBatches, lab.KnobPages, lab.KnobPageSize, lab.KnobGenFailProb, lab.KnobFailProb,
+	lab.KnobAttempts, lab.KnobCrashProb, lab.KnobCrashAfter, lab.KnobCommitCrashProb, lab.KnobMaxRecoveryAttempts,
+	lab.KnobWait, lab.KnobQueue}
 
 // batchFaultDefaults are the Python original's values.
-var batchFaultDefaults = Params{
-	Input: Input{Batches: 10, Pages: 10, PageSize: 10},
-	Faults: Faults{GenFailProb: 0.02, FailProb: 0.4, Attempts: 10, CrashProb: 0.1, CrashAfterBatch: 5,
+var batchFaultDefaults = lab.Params{
+	Input: lab.Input{Batches: 10, Pages: 10, PageSize: 10},
+	Faults: lab.Faults{GenFailProb: 0.02, FailProb: 0.4, Attempts: 10, CrashProb: 0.1, CrashAfterBatch: 5,
 		MaxRecoveryAttempts: 100},
-	Wait: defaultWait,
+	Wait: lab.DefaultWait,
 }
 
-var dedupExperiment = Experiment{
-	Name:  "dedup",
-	Seed:  "ex6",
-	Short: "Inserts that fail after writing, and crashes: duplicates, counted away by a window function",
+var dedupBatch = lab.NewWorkflow("users_batch_workflow", dedupBatchWorkflow)
+
+// Dedup is the experiment's descriptor.
+var Dedup = &lab.Experiment{
+	Name:   "dedup",
+	Origin: "ex6",
+	Short:  "Inserts that fail after writing, and crashes: duplicates, counted away by a window function",
 	Long: `A main workflow runs batch child workflows. Each batch generates its pages in
 steps (failing with --gen-fail-prob), then one insert step writes the batch and
 fails AFTER the write with --fail-prob, up to --attempts attempts 0.1 s apart.
@@ -44,29 +42,38 @@ ledger table keeps every duplicate; the window-function count is exact.
 Use 'durlab run dedup --until-success' to restart it after each crash.`,
 	Knobs:    batchFaultKnobs,
 	Defaults: batchFaultDefaults,
-	Expected: func(p Params) string { return batchesExpected(p) + " by the window-function count" },
-	run:      runDedup,
+	Table:    store.Ledger,
+	Main:     lab.NewWorkflow("users_workflow", dedupWorkflow),
+	Children: []lab.ChildWorkflow{dedupBatch},
+	Expected: func(in lab.Input) string { return lab.BatchesExpected(in) + " by the window-function count" },
+	Judge:    judgeBatches,
 }
 
-func (l *Lab) dedupWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
-	return l.runBatches(ctx, in, l.dedupBatchWorkflow, true, l.ledger)
+func dedupWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
+	return lab.Execute(ctx, in, func(x *lab.Execution) (store.Counts, error) {
+		if err := lab.RunBatches(x, in, dedupBatch, lab.WithCrashPoints); err != nil {
+			return store.Counts{}, err
+		}
+		return x.Count(store.Ledger)
+	})
 }
 
-func (l *Lab) dedupBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
-	defer l.flush(ctx, in.Root)
-	b, err := l.newBatchInsert(ctx, in)
-	if err != nil {
-		return 0, err
-	}
-	out, err := dbos.RunAsStep(ctx, func(sctx context.Context) (insertOutput, error) {
-		write := func(users []fake.User) error { return l.ledger.InsertPage(sctx, users, in.Root, b.analyzedAt) }
-		// Committed, not yet checkpointed: a crash here makes the
-		// recovered execution insert the batch again.
-		return b.attempt(write, func() { l.maybeCrashAfterCommit(sctx, in, b.execution, b.attempts) })
-	}, l.insertStepOptions(in.Batch)...)
-	return int64(out.Rows), err
-}
-
-func runDedup(ctx context.Context, l *Lab, p Params) (Report, error) {
-	return runBatchExperiment(ctx, l, p, "dedup", dedupWorkflowName, l.dedupWorkflow, store.Ledger)
+func dedupBatchWorkflow(ctx dbos.Context, in lab.BatchInput) (int64, error) {
+	return lab.Execute(ctx, in, func(x *lab.Execution) (int64, error) {
+		b, err := lab.GenerateBatch(x, in)
+		if err != nil {
+			return 0, err
+		}
+		out, err := lab.Step(x, b.InsertName(), func(a *lab.Attempt) (lab.Inserted, error) {
+			rows, err := b.Write(a)
+			if err != nil {
+				return lab.Inserted{}, err
+			}
+			// Committed, not yet checkpointed: a crash here makes the
+			// recovered execution insert the batch again.
+			b.CrashAfterCommit()
+			return b.FailAfterWrite(a, rows)
+		}, b.InsertOptions()...)
+		return int64(out.Rows), err
+	})
 }

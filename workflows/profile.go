@@ -12,68 +12,123 @@ import (
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	"github.com/google/uuid"
 
+	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/store"
 )
 
-const (
-	profileWorkflowName      = "profile.users_workflow"
-	profileBatchWorkflowName = "profile.users_batch_workflow"
-)
+var profileBatch = lab.NewWorkflow("users_batch_workflow", profileBatchWorkflow)
 
-var profileExperiment = Experiment{
-	Name:  "profile",
-	Seed:  "ex5",
-	Short: "Batch child workflows with no faults, profiled: where the time of durability goes",
+// Profile is the experiment's descriptor.
+var Profile = &lab.Experiment{
+	Name:   "profile",
+	Origin: "ex5",
+	Short:  "Batch child workflows with no faults, profiled: where the time of durability goes",
 	Long: `A main workflow runs --batches child workflows of --pages pages of --page-size
 users. Nothing fails. The run is profiled, and the same work can be run with
 no DBOS at all to measure the price of durability.`,
-	Knobs:    []Knob{KnobBatches, KnobPages, KnobPageSize, KnobQueue},
-	Defaults: Params{Input: Input{Batches: 10, Pages: 10, PageSize: 10}},
-	Expected: batchesExpected,
-	run:      runProfile,
+	Knobs:    []lab.Knob{lab.KnobBatches, lab.KnobPages, lab.KnobPageSize, lab.KnobQueue},
+	Defaults: lab.Params{Input: lab.Input{Batches: 10, Pages: 10, PageSize: 10}},
+	Table:    store.Strict,
+	Main:     lab.NewWorkflow("users_workflow", profileWorkflow),
+	Children: []lab.ChildWorkflow{profileBatch},
+	Expected: lab.BatchesExpected,
+	Judge:    judgeBatches,
 }
 
-func (l *Lab) profileWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
-	return l.runBatches(ctx, in, l.profileBatchWorkflow, false, l.strict)
-}
-
-func (l *Lab) profileBatchWorkflow(ctx dbos.Context, in BatchInput) (int64, error) {
-	_, execution, err := l.workflowContext(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer l.flush(ctx, in.Root)
-	analyzedAt := time.Now().UTC()
-	var rows int64
-	for p := 1; p <= in.Pages; p++ {
-		out, err := l.generateStep(ctx, in, execution, in.pageNumber(p), 0)
-		if err != nil {
-			return 0, err
+func profileWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
+	return lab.Execute(ctx, in, func(x *lab.Execution) (store.Counts, error) {
+		if err := lab.RunBatches(x, in, profileBatch, lab.NoCrashPoints); err != nil {
+			return store.Counts{}, err
 		}
-		if err := l.timings.timeStore(func() error { return l.strict.InsertPage(ctx, out.Users, in.Root, analyzedAt) }); err != nil {
-			return 0, err
-		}
-		rows += int64(len(out.Users))
-	}
-	return rows, nil
+		return x.Count(store.Strict)
+	})
 }
 
-func runProfile(ctx context.Context, l *Lab, p Params) (Report, error) {
-	return runBatchExperiment(ctx, l, p, "profile", profileWorkflowName, l.profileWorkflow, store.Strict)
+func profileBatchWorkflow(ctx dbos.Context, in lab.BatchInput) (int64, error) {
+	return lab.Execute(ctx, in, func(x *lab.Execution) (int64, error) {
+		analyzedAt := time.Now().UTC()
+		var rows int64
+		for p := 1; p <= in.Pages; p++ {
+			users, err := lab.GeneratePage(x, in.PageNumber(p), in.PageSize, 0)
+			if err != nil {
+				return 0, err
+			}
+			if err := x.InsertPage(store.Strict, users, analyzedAt); err != nil {
+				return 0, err
+			}
+			rows += int64(len(users))
+		}
+		return rows, nil
+	})
+}
+
+// Plain is profile's work with no durability: where it runs and what it is
+// told.
+type Plain struct {
+	Store string // the store's DSN
+	// Client tells which workflows are finished, so that their rows are
+	// emptied as a durable run would; nil when there is no system database.
+	Client   dbos.Client
+	Input    lab.Input
+	Timings  *lab.Timings
+	Progress func(done, total int)
+	// Start, if set, is called right before the work starts (profilers).
+	Start func() error
 }
 
 // RunPlain does profile's work with no durability: the same pages, the same
 // inserts into the same table, in the same order, with no workflow, step or
-// checkpoint, under the given run ID. It returns the counts; the caller
-// deletes the run's rows when it has measured what it needs.
-func RunPlain(ctx context.Context, tb store.Table, in Input, runID string, t *Timings, progress func(done, total int)) (store.Counts, error) {
+// checkpoint, under a run ID of its own, whose rows it deletes when it has
+// counted them. It returns the report and the time the work took.
+func RunPlain(ctx context.Context, p Plain) (lab.Report, time.Duration, error) {
+	st, err := store.Open(ctx, p.Store)
+	if err != nil {
+		return lab.Report{}, 0, err
+	}
+	defer st.Close()
+	tb := st.Table(Profile.Table)
+	if p.Client != nil {
+		if err := lab.PrepareStore(ctx, p.Client, tb); err != nil {
+			return lab.Report{}, 0, err
+		}
+	}
+	if p.Start != nil {
+		if err := p.Start(); err != nil {
+			return lab.Report{}, 0, err
+		}
+	}
+	runID := "plain-" + uuid.NewString()
+	start := time.Now()
+	c, err := PlainWork(ctx, tb, p.Input, runID, p.Timings, p.Progress)
+	d := time.Since(start)
+	// The plain run's rows served their purpose; a durable run would leave
+	// them to the next run's emptying, which cannot tell a plain run is over.
+	if _, derr := tb.Delete(context.WithoutCancel(ctx), []string{runID}); derr != nil && err == nil {
+		err = derr
+	}
+	if err != nil {
+		return lab.Report{}, 0, err
+	}
+	rep := lab.PlainReport(Profile, p.Input, runID, c)
+	want := p.Input.Users()
+	rep.AsExpected = rep.Result == want && rep.UniqueUsers == want
+	if !rep.AsExpected {
+		rep.Lesson = fmt.Sprintf("the run with no durability counted %d of %d users", rep.Result, want)
+	}
+	return rep, d, nil
+}
+
+// PlainWork is the plain run's loop, under the given run ID. It returns
+// the counts and leaves the rows in place.
+func PlainWork(ctx context.Context, tb store.Table, in lab.Input, runID string, t *lab.Timings, progress func(done, total int)) (store.Counts, error) {
 	for b := 1; b <= in.Batches; b++ {
-		bin := BatchInput{Input: in, Root: runID, Batch: b}
+		bin := lab.BatchInput{Input: in, Root: runID, Batch: b}
 		analyzedAt := time.Now().UTC()
 		for p := 1; p <= in.Pages; p++ {
-			users := t.timeGenerate(bin.pageNumber(p), in.PageSize)
-			if err := t.timeStore(func() error { return tb.InsertPage(ctx, users, runID, analyzedAt) }); err != nil {
+			users := t.TimeGenerate(bin.PageNumber(p), in.PageSize)
+			if err := t.TimeStore(func() error { return tb.InsertPage(ctx, users, runID, analyzedAt) }); err != nil {
 				return store.Counts{}, fmt.Errorf("batch %d page %d: %w", b, p, err)
 			}
 		}
@@ -81,57 +136,8 @@ func RunPlain(ctx context.Context, tb store.Table, in Input, runID string, t *Ti
 			progress(b, in.Batches)
 		}
 		if err := ctx.Err(); err != nil {
-			return store.Counts{}, ErrInterrupted
+			return store.Counts{}, lab.ErrInterrupted
 		}
 	}
 	return tb.Counts(ctx, runID)
-}
-
-// Checkpoints are what DBOS recorded to make one run of profile durable,
-// read back from the system database.
-type Checkpoints struct {
-	Workflows int // the main workflow and its batch children
-	Steps     int // step outputs: generate_page_N and count_users
-	// ChildRecords are the parent's records of the child workflows it
-	// started and awaited (DBOS.getResult).
-	ChildRecords int
-	// Total is every checkpoint: Steps + ChildRecords + one status record
-	// per workflow (its input, then its final status and result).
-	Total int
-}
-
-// Checkpoints counts what DBOS recorded for workflow id and its children:
-// every step record of each (dbos.GetWorkflowSteps), plus one status record
-// per workflow. It reads with the Lab's own context, outside any workflow.
-func (l *Lab) Checkpoints(_ context.Context, id string) (Checkpoints, error) {
-	children, err := dbos.ListWorkflows(l.dbos, dbos.WithFilterParentWorkflowID(id),
-		dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
-	if err != nil {
-		return Checkpoints{}, err
-	}
-	var c Checkpoints
-	for _, wf := range append([]string{id}, idsOf(children)...) {
-		steps, err := dbos.GetWorkflowSteps(l.dbos, wf, dbos.WithStepsLoadOutput(false))
-		if err != nil {
-			return Checkpoints{}, err
-		}
-		c.Workflows++
-		for _, s := range steps {
-			if s.ChildWorkflowID != "" {
-				c.ChildRecords++
-			} else {
-				c.Steps++
-			}
-		}
-	}
-	c.Total = c.Steps + c.ChildRecords + c.Workflows
-	return c, nil
-}
-
-func idsOf(wfs []dbos.WorkflowStatus) []string {
-	ids := make([]string, len(wfs))
-	for i, w := range wfs {
-		ids[i] = w.ID
-	}
-	return ids
 }

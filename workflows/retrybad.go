@@ -8,61 +8,52 @@ package workflows
 // that UNIQUE violation is observed.
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
+	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/store"
 )
 
-const retryBadWorkflowName = "retry-bad.users_workflow"
-
-var retryBadExperiment = Experiment{
-	Name:  "retry-bad",
-	Seed:  "ex2",
-	Short: "A retried step that writes, then fails: the retry hits the UNIQUE constraint",
+// RetryBad is the experiment's descriptor.
+var RetryBad = &lab.Experiment{
+	Name:   "retry-bad",
+	Origin: "ex2",
+	Short:  "A retried step that writes, then fails: the retry hits the UNIQUE constraint",
 	Long: `One step generates a page and inserts it, then fails (with --fail-prob) on
 every attempt but the last. DBOS retries the step; the retry inserts the same
 users with the same analyzed_at and the UNIQUE constraint refuses them.
 Exit 0 means the lesson was observed: the workflow failed on the constraint.`,
-	Knobs:    []Knob{KnobPages, KnobPageSize, KnobFailProb, KnobAttempts},
-	Defaults: Params{Input: Input{Pages: 2, PageSize: 10}, Faults: Faults{FailProb: 1, Attempts: 3}},
-	Expected: func(Params) string {
+	Knobs:    []lab.Knob{lab.KnobPages, lab.KnobPageSize, lab.KnobFailProb, lab.KnobAttempts},
+	Defaults: lab.Params{Input: lab.Input{Pages: 2, PageSize: 10}, Faults: lab.Faults{FailProb: 1, Attempts: 3}},
+	Table:    store.Strict,
+	Main:     lab.NewWorkflow("users_workflow", retryBadWorkflow),
+	Expected: func(lab.Input) string {
 		return "the retried step fails on the UNIQUE constraint (users.id, workflow_id, analyzed_at)"
 	},
-	run: runRetryBad,
+	Judge: func(rep *lab.Report) {
+		rep.AsExpected = rep.UniqueViolations > 0 && rep.Status == string(dbos.WorkflowStatusError)
+		if rep.AsExpected {
+			rep.Lesson = fmt.Sprintf("the step wrote, failed, and was retried: the retry wrote the same users again and hit the UNIQUE constraint %d time(s); keep writes out of steps that can fail after writing", rep.UniqueViolations)
+		} else {
+			rep.Lesson = "no retry rewrote a page, so the UNIQUE constraint was never hit (raise --fail-prob or --attempts to see it)"
+		}
+	},
 }
 
-func (l *Lab) retryBadWorkflow(ctx dbos.Context, in Input) (store.Counts, error) {
-	wfID, execution, err := l.workflowContext(ctx)
-	if err != nil {
-		return store.Counts{}, err
-	}
-	defer l.flush(ctx, wfID)
-	attempts := max(l.faults.Attempts, 1)
-	for page := range in.Pages {
-		failAfterWrite := func(attempt int) bool {
-			return attempt < attempts && chance(in.Seed, mainRole, execution, "page", page, attempt) < l.faults.FailProb
+func retryBadWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
+	return lab.Execute(ctx, in, func(x *lab.Execution) (store.Counts, error) {
+		attempts := max(x.Faults().Attempts, 1)
+		for page := range in.Pages {
+			failAfterWrite := func(attempt int) bool {
+				return attempt < attempts && x.Decide(x.Faults().FailProb, "page", page, attempt)
+			}
+			if err := lab.WritePage(x, page, in.PageSize, x.AnalyzedAt(), failAfterWrite,
+				dbos.WithStepMaxRetries(attempts-1)); err != nil {
+				return store.Counts{}, err
+			}
 		}
-		if err := l.writePageStep(ctx, wfID, page, in.PageSize, l.analyzedAt, failAfterWrite,
-			dbos.WithStepMaxRetries(attempts-1)); err != nil {
-			return store.Counts{}, err
-		}
-	}
-	return l.countStep(ctx, l.strict, wfID)
-}
-
-func runRetryBad(ctx context.Context, l *Lab, p Params) (Report, error) {
-	rep, err := startAndReport(ctx, l, p, "retry-bad", retryBadWorkflowName, l.retryBadWorkflow, store.Strict)
-	if err != nil {
-		return rep, err
-	}
-	rep.AsExpected = rep.UniqueViolations > 0 && rep.Status == string(dbos.WorkflowStatusError)
-	if rep.AsExpected {
-		rep.Lesson = fmt.Sprintf("the step wrote, failed, and was retried: the retry wrote the same users again and hit the UNIQUE constraint %d time(s); keep writes out of steps that can fail after writing", rep.UniqueViolations)
-	} else {
-		rep.Lesson = "no retry rewrote a page, so the UNIQUE constraint was never hit (raise --fail-prob or --attempts to see it)"
-	}
-	return rep, nil
+		return x.Count(store.Strict)
+	})
 }

@@ -1,4 +1,4 @@
-package workflows
+package lab
 
 // The executor claim. DBOS recovers, at Launch, every PENDING workflow whose
 // executor ID matches its own, and does not ask whether the process that
@@ -22,21 +22,17 @@ package workflows
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/durlab/durlab/dburl"
 	"github.com/durlab/durlab/store"
 )
 
@@ -65,10 +61,10 @@ type claim interface {
 // claimExecutor claims executor ID id on the system database systemDB, or
 // fails with an error matching ErrExecutorInUse.
 func claimExecutor(ctx context.Context, systemDB, id string, notices io.Writer) (claim, error) {
-	if store.IsPostgres(systemDB) {
+	if dburl.IsPostgres(systemDB) {
 		return claimPostgres(ctx, systemDB, id, notices)
 	}
-	path, err := sqliteFile(systemDB)
+	path, err := systemDBFile(systemDB)
 	if err != nil {
 		return nil, err
 	}
@@ -78,24 +74,14 @@ func claimExecutor(ctx context.Context, systemDB, id string, notices io.Writer) 
 	return claimFile(path, id)
 }
 
-// sqliteFile is the file behind a DBOS sqlite: URL, "" for an in-memory one.
-func sqliteFile(systemDB string) (string, error) {
-	u, err := url.Parse(systemDB)
+// systemDBFile is the file of a SQLite system database, "" for one in
+// memory or on Postgres.
+func systemDBFile(systemDB string) (string, error) {
+	u, err := dburl.Parse(systemDB, false)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrSystemDB, err)
 	}
-	dsn := u.Opaque
-	if dsn == "" {
-		dsn = u.Path
-	}
-	if strings.HasPrefix(dsn, "file:") {
-		dsn = strings.TrimPrefix(dsn, "file:")
-		dsn, _, _ = strings.Cut(dsn, "?")
-	}
-	if dsn == "" || strings.HasPrefix(dsn, ":memory:") || u.Query().Get("mode") == "memory" {
-		return "", nil
-	}
-	return filepath.Abs(dsn)
+	return u.File()
 }
 
 // lockName turns a name into a safe part of a file name (it is appended to
@@ -194,12 +180,6 @@ func (c *fileClaim) release() error {
 	return errors.Join(errs...)
 }
 
-// advisoryKey is the Postgres advisory lock key of a name.
-func advisoryKey(kind, name string) int64 {
-	sum := sha256.Sum256([]byte("durlab-" + kind + ":" + name))
-	return int64(binary.BigEndian.Uint64(sum[:8]))
-}
-
 // pgClaimCheck is how often the claim's connection is checked. A session
 // lost in a server restart loses its locks: the check takes them again.
 const pgClaimCheck = 2 * time.Second
@@ -211,7 +191,7 @@ type pgClaim struct {
 	notices io.Writer
 
 	mu     sync.Mutex // guards conn, queues
-	conn   *pgx.Conn
+	conn   *store.LockSession
 	queues []string
 
 	stop chan struct{}
@@ -238,25 +218,19 @@ func claimPostgres(ctx context.Context, systemDB, id string, notices io.Writer) 
 // lock connects and takes the executor lock (and the presence locks of the
 // queues served), without waiting; ok is false when another session holds
 // the executor lock.
-func (c *pgClaim) lock(ctx context.Context) (*pgx.Conn, bool, error) {
+func (c *pgClaim) lock(ctx context.Context) (*store.LockSession, bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cfg, err := pgx.ParseConfig(c.url)
-	if err != nil {
-		return nil, false, errors.New("malformed Postgres URL")
-	}
-	cfg.RuntimeParams["application_name"] = "durlab executor " + c.id
-	conn, err := pgx.ConnectConfig(cctx, cfg)
+	conn, err := store.OpenLockSession(cctx, c.url, "", "durlab executor "+c.id)
 	if err != nil {
 		return nil, false, err
 	}
-	var ok bool
-	if err := conn.QueryRow(cctx, "SELECT pg_try_advisory_lock($1)", advisoryKey("executor", c.id)).Scan(&ok); err != nil || !ok {
+	if ok, err := conn.TryLock(cctx, store.LockKey("executor", c.id)); err != nil || !ok {
 		conn.Close(context.Background())
 		return nil, false, err
 	}
 	for _, q := range c.queues {
-		if _, err := conn.Exec(cctx, "SELECT pg_advisory_lock_shared($1)", advisoryKey("queue", q)); err != nil {
+		if err := conn.LockShared(cctx, store.LockKey("queue", q)); err != nil {
 			conn.Close(context.Background())
 			return nil, false, err
 		}
@@ -311,7 +285,7 @@ func (c *pgClaim) serve(queue string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := c.conn.Exec(ctx, "SELECT pg_advisory_lock_shared($1)", advisoryKey("queue", queue)); err != nil {
+	if err := c.conn.LockShared(ctx, store.LockKey("queue", queue)); err != nil {
 		return fmt.Errorf("%w: announcing the worker of queue %s: %v", ErrSystemDB, queue, err)
 	}
 	return nil
@@ -325,9 +299,7 @@ func (c *pgClaim) served(ctx context.Context, queue string) (bool, error) {
 	if c.conn == nil {
 		return false, errors.New("no connection to the system database")
 	}
-	var free bool
-	err := c.conn.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", advisoryKey("queue", queue)).Scan(&free)
-	return !free, err
+	return c.conn.Held(ctx, store.LockKey("queue", queue))
 }
 
 func (c *pgClaim) release() error {
@@ -338,11 +310,8 @@ func (c *pgClaim) release() error {
 	if c.conn == nil {
 		return nil
 	}
-	// Closing the session releases every lock it holds, but only once the
-	// server has noticed: unlock first, so the release is visible at once.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c.conn.Exec(ctx, "SELECT pg_advisory_unlock_all()")
 	err := c.conn.Close(ctx)
 	c.conn = nil
 	return err

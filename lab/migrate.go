@@ -1,16 +1,17 @@
-package workflows
+package lab
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/durlab/durlab/dburl"
+	"github.com/durlab/durlab/store"
 )
 
 // WithMigrationLock runs f, which may create or migrate the DBOS system
@@ -19,8 +20,8 @@ import (
 // together, or a listing beside a first run) make DBOS's migrations fail
 // with "deadlock detected"; SQLite would answer "database is locked".
 func WithMigrationLock(ctx context.Context, systemDB string, f func() error) error {
-	if strings.HasPrefix(systemDB, "sqlite:") {
-		path, err := sqliteFile(systemDB)
+	if !dburl.IsPostgres(systemDB) {
+		path, err := systemDBFile(systemDB)
 		if err != nil || path == "" {
 			return f() // DBOS reports a malformed URL; memory needs no lock
 		}
@@ -42,18 +43,16 @@ func WithMigrationLock(ctx context.Context, systemDB string, f func() error) err
 	if err != nil {
 		return f() // DBOS reports the malformed URL
 	}
-	target := cfg.Database
-	cfg.Database = "postgres"
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := store.OpenLockSession(ctx, systemDB, "postgres", "")
 	if err != nil {
 		return f()
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	key := fmt.Sprintf("durlab-migrate:%s", target)
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtext($1))`, key); err != nil {
+	key := fmt.Sprintf("durlab-migrate:%s", cfg.Database)
+	if err := conn.LockName(ctx, key); err != nil {
 		return fmt.Errorf("%w: migration lock: %v", ErrSystemDB, err)
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext($1))`, key)
+	defer conn.UnlockName(context.WithoutCancel(ctx), key)
 	return f()
 }
 
@@ -61,27 +60,22 @@ func WithMigrationLock(ctx context.Context, systemDB string, f func() error) err
 // creating it: a SQLite file that is there and not empty, or a Postgres
 // database the server knows.
 func SystemDBExists(ctx context.Context, systemDB string) (bool, error) {
-	if strings.HasPrefix(systemDB, "sqlite:") {
-		path, err := sqliteFile(systemDB)
+	if !dburl.IsPostgres(systemDB) {
+		path, err := systemDBFile(systemDB)
 		if err != nil || path == "" {
 			return true, nil // DBOS reports a malformed URL; memory always exists
 		}
 		st, err := os.Stat(path)
 		return err == nil && st.Size() > 0, nil
 	}
-	cfg, err := pgx.ParseConfig(systemDB)
-	if err != nil {
-		return true, nil // DBOS reports the malformed URL
-	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(cctx, cfg)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "3D000" { // invalid_catalog_name
+	conn, err := store.OpenLockSession(cctx, systemDB, "", "")
+	if errors.Is(err, store.ErrNoDatabase) {
 		return false, nil
 	}
 	if err != nil {
-		return true, nil // unreachable: DBOS reports it
+		return true, nil // malformed or unreachable: DBOS reports it
 	}
 	conn.Close(context.WithoutCancel(ctx))
 	return true, nil

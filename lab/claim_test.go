@@ -1,4 +1,4 @@
-package workflows
+package lab
 
 import (
 	"context"
@@ -102,22 +102,6 @@ func TestClaimInMemory(t *testing.T) {
 	}
 }
 
-func TestSQLiteFile(t *testing.T) {
-	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
-	for in, want := range map[string]string{
-		"sqlite:/data/dbos.sqlite":                       "/data/dbos.sqlite",
-		"sqlite:///data/dbos.sqlite":                     "/data/dbos.sqlite",
-		"sqlite:rel/dbos.sqlite":                         abs("rel/dbos.sqlite"),
-		"sqlite:file:/data/x.db?_pragma=foreign_keys(1)": "/data/x.db",
-		"sqlite::memory:":                                "",
-		"sqlite:file::memory:?cache=shared":              "",
-	} {
-		if got, err := sqliteFile(in); err != nil || got != want {
-			t.Errorf("sqliteFile(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-}
-
 func TestLockName(t *testing.T) {
 	if got := lockName("durlab-worker-host1-batches"); got != "durlab-worker-host1-batches" {
 		t.Errorf("a safe name changed: %q", got)
@@ -131,7 +115,7 @@ func TestLockName(t *testing.T) {
 	}
 }
 
-// TestOpenRefusesALiveExecutorID: a second Lab with the same executor ID
+// TestOpenRefusesALiveExecutorID: a second Runtime with the same executor ID
 // fails before running anything, and the ID is free again after Close.
 func TestOpenRefusesALiveExecutorID(t *testing.T) {
 	dir := t.TempDir()

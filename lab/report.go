@@ -1,99 +1,16 @@
-package workflows
+package lab
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
 	"github.com/durlab/durlab/store"
 )
-
-// Input is a workflow's input: what the run is, not the environment it runs in.
-type Input struct {
-	Seed     int64  `json:"seed"`
-	Pages    int    `json:"pages"`
-	PageSize int    `json:"page_size"`
-	Batches  int    `json:"batches,omitempty"`
-	Queue    string `json:"queue,omitempty"`
-}
-
-// Users is the number of users the input generates.
-func (in Input) Users() int64 {
-	return int64(max(in.Batches, 1)) * int64(in.Pages) * int64(in.PageSize)
-}
-
-// Knob names a flag an experiment takes.
-type Knob string
-
-const (
-	KnobPages               Knob = "pages"
-	KnobPageSize            Knob = "page-size"
-	KnobBatches             Knob = "batches"
-	KnobFailProb            Knob = "fail-prob"
-	KnobGenFailProb         Knob = "gen-fail-prob"
-	KnobCrashProb           Knob = "crash-prob"
-	KnobCommitCrashProb     Knob = "commit-crash-prob"
-	KnobCrashAfter          Knob = "crash-after"
-	KnobAttempts            Knob = "attempts"
-	KnobMaxRecoveryAttempts Knob = "max-recovery-attempts"
-	KnobWait                Knob = "wait"
-	KnobQueue               Knob = "queue"
-)
-
-// Params are everything one run of an experiment is given.
-type Params struct {
-	Input
-	Faults
-	Wait time.Duration // how long to give a pending workflow of another executor
-}
-
-// Experiment describes one experiment for the command line.
-type Experiment struct {
-	Name     string
-	Seed     string // the Python original it comes from
-	Short    string
-	Long     string
-	Knobs    []Knob
-	Defaults Params
-	// Expected says in words what a correct run produces.
-	Expected func(p Params) string
-	run      func(ctx context.Context, l *Lab, p Params) (Report, error)
-}
-
-// Has tells whether the experiment takes knob k.
-func (e Experiment) Has(k Knob) bool { return slices.Contains(e.Knobs, k) }
-
-// HasFaults tells whether the experiment injects faults, so that its seed
-// decides anything.
-func (e Experiment) HasFaults() bool {
-	return e.Has(KnobFailProb) || e.Has(KnobCrashProb) || e.Has(KnobGenFailProb) || e.Has(KnobCommitCrashProb)
-}
-
-// Run runs the experiment on l.
-func (e Experiment) Run(ctx context.Context, l *Lab, p Params) (Report, error) {
-	return e.run(ctx, l, p)
-}
-
-// Experiments lists the experiments in the order of the seed.
-func Experiments() []Experiment {
-	return []Experiment{basicExperiment, retryBadExperiment, recoverExperiment, splitStepsExperiment,
-		profileExperiment, dedupExperiment, exactlyOnceExperiment}
-}
-
-// Lookup finds an experiment by name.
-func Lookup(name string) (Experiment, bool) {
-	for _, e := range Experiments() {
-		if e.Name == name {
-			return e, true
-		}
-	}
-	return Experiment{}, false
-}
 
 // Report is what an experiment tells the user. The JSON field names are an
 // interface: scripts depend on them.
@@ -124,25 +41,68 @@ type Report struct {
 
 // RunInput is the input the reported workflow ran with: a resumed workflow
 // keeps the one it was started with.
-func (r Report) RunInput() Input { return r.input }
+func (r *Report) RunInput() Input { return r.input }
 
-// startOrAttach implements the seed's start-up for a named workflow: a
-// PENDING or ENQUEUED workflow of that name is attached to instead of
-// starting another. Launch has already recovered the ones of this executor;
-// one owned by another executor gets p.Wait to finish, then a new workflow
-// starts beside it. A workflow this process's Launch dead-lettered is
-// returned as it is, so the report says so.
-func startOrAttach[R any](ctx context.Context, l *Lab, name string, wf dbos.Workflow[Input, R], p Params, beforeStart func() error) (dbos.WorkflowHandle[R], bool, error) {
-	if ids := l.leftPending[name]; len(ids) > 0 {
+// Succeeded: the workflow ended in SUCCESS with every user written.
+func (r *Report) Succeeded() bool {
+	return r.Status == string(dbos.WorkflowStatusSuccess) && r.UniqueUsers == r.input.Users()
+}
+
+// DeadLetterLesson explains a dead-lettered workflow, or returns "".
+func (r *Report) DeadLetterLesson() string {
+	if r.Status != string(dbos.WorkflowStatusMaxRecoveryAttemptsExceeded) {
+		return ""
+	}
+	return fmt.Sprintf("the workflow crashed in every execution; after %d recoveries DBOS dead-lettered it and will not run it again by itself (`durlab workflow resume %s` forces it)", r.Recoveries, r.WorkflowID)
+}
+
+// PagesExpected is the Expected text of the one-workflow experiments.
+func PagesExpected(in Input) string {
+	return fmt.Sprintf("%d unique users (%d pages of %d)", in.Users(), in.Pages, in.PageSize)
+}
+
+// BatchesExpected is the Expected text of the batch experiments.
+func BatchesExpected(in Input) string {
+	return fmt.Sprintf("%d unique users (%d batches x %d pages x %d)", in.Users(), in.Batches, in.Pages, in.PageSize)
+}
+
+// Run runs experiment e with p: it starts its main workflow, or attaches to
+// one an earlier process left pending, waits for it and reports on it. It
+// returns ErrInterrupted when ctx is cancelled first; the workflow then
+// stays PENDING.
+func (rt *Runtime) Run(ctx context.Context, e *Experiment, p Params) (Report, error) {
+	t := rt.store.Table(e.Table)
+	name := e.WorkflowName(e.Main.local())
+	h, attached, err := startOrAttach(ctx, rt, name, e.Main, p, func() error { return PrepareStore(ctx, rt.dbos, t) })
+	if err != nil {
+		return Report{}, err
+	}
+	rep, err := rt.finish(ctx, e, h, attached, p, t)
+	if err != nil {
+		return rep, err
+	}
+	e.Judge(&rep)
+	rep.Expected = e.Expected(rep.input)
+	return rep, nil
+}
+
+// startOrAttach implements the Python original's start-up for a named
+// workflow: a PENDING or ENQUEUED workflow of that name is attached to
+// instead of starting another. Launch has already recovered the ones of
+// this executor; one owned by another executor gets p.Wait to finish, then
+// a new workflow starts beside it. A workflow this process's Launch
+// dead-lettered is returned as it is, so the report says so.
+func startOrAttach[R any](ctx context.Context, rt *Runtime, name string, wf *Workflow[Input, R], p Params, beforeStart func() error) (dbos.WorkflowHandle[R], bool, error) {
+	if ids := rt.leftPending[name]; len(ids) > 0 {
 		// What this executor left behind is what the user restarted for,
 		// whether Launch recovered it or dead-lettered it.
 		id := ids[0]
-		l.leftPending[name] = ids[1:]
-		fmt.Fprintf(l.notices, "durlab: resuming workflow %s, left pending by an earlier process\n", id)
-		h, err := dbos.RetrieveWorkflow[R](l.dbos, id)
+		rt.leftPending[name] = ids[1:]
+		fmt.Fprintf(rt.notices, "durlab: resuming workflow %s, left pending by an earlier process\n", id)
+		h, err := dbos.RetrieveWorkflow[R](rt.dbos, id)
 		return h, true, err
 	}
-	pending, err := dbos.ListWorkflows(l.dbos, dbos.WithFilterName(name),
+	pending, err := dbos.ListWorkflows(rt.dbos, dbos.WithFilterName(name),
 		dbos.WithFilterStatus(dbos.WorkflowStatusPending, dbos.WorkflowStatusEnqueued),
 		dbos.WithFilterSortDesc(), dbos.WithFilterLimit(1),
 		dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
@@ -151,26 +111,26 @@ func startOrAttach[R any](ctx context.Context, l *Lab, name string, wf dbos.Work
 	}
 	if len(pending) > 0 {
 		w := pending[0]
-		h, err := dbos.RetrieveWorkflow[R](l.dbos, w.ID)
+		h, err := dbos.RetrieveWorkflow[R](rt.dbos, w.ID)
 		if err != nil {
 			return nil, false, err
 		}
-		if w.ExecutorID == dbos.GetExecutorID(l.dbos) && w.ApplicationVersion == AppVersion {
-			fmt.Fprintf(l.notices, "durlab: resuming pending workflow %s\n", w.ID)
+		if w.ExecutorID == rt.ExecutorID() && w.ApplicationVersion == AppVersion {
+			fmt.Fprintf(rt.notices, "durlab: resuming pending workflow %s\n", w.ID)
 			return h, true, nil
 		}
-		fmt.Fprintf(l.notices, "durlab: workflow %s is %s on executor %s; waiting %s for it\n", w.ID, w.Status, w.ExecutorID, p.Wait)
+		fmt.Fprintf(rt.notices, "durlab: workflow %s is %s on executor %s; waiting %s for it\n", w.ID, w.Status, w.ExecutorID, p.Wait)
 		if _, err := awaitResult(ctx, h, p.Wait); err == nil || !errors.Is(err, errWaitTimeout) {
 			return h, true, nil
 		}
-		fmt.Fprintf(l.notices, "durlab: workflow %s is still %s; starting a new one\n", w.ID, w.Status)
+		fmt.Fprintf(rt.notices, "durlab: workflow %s is still %s; starting a new one\n", w.ID, w.Status)
 	}
 	if beforeStart != nil {
 		if err := beforeStart(); err != nil {
 			return nil, false, err
 		}
 	}
-	h, err := dbos.RunWorkflow(l.dbos, wf, p.Input)
+	h, err := dbos.RunWorkflow(rt.dbos, wf.fn, p.Input)
 	return h, false, err
 }
 
@@ -211,28 +171,16 @@ func awaitResult[R any](ctx context.Context, h dbos.WorkflowHandle[R], timeout t
 	}
 }
 
-// startAndReport starts (or attaches to) an experiment's main workflow,
-// which writes to the users table of variant v, waits for it, and returns
-// the common part of its report.
-func startAndReport(ctx context.Context, l *Lab, p Params, exp, name string, wf dbos.Workflow[Input, store.Counts], v store.Variant) (Report, error) {
-	t := l.table(v)
-	h, attached, err := startOrAttach(ctx, l, name, wf, p, func() error { return PrepareStore(ctx, l.dbos, t) })
-	if err != nil {
-		return Report{}, err
-	}
-	return finish(ctx, l, exp, h, attached, p, t)
-}
-
 // finish waits for h and builds the report's common part: status, counts,
 // stats and recoveries. The counts come from the workflow's output; a
 // workflow that failed has none, and its rows in t are counted instead.
-func finish(ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandle[store.Counts], attached bool, p Params, t store.Table) (Report, error) {
+func (rt *Runtime) finish(ctx context.Context, e *Experiment, h dbos.WorkflowHandle[store.Counts], attached bool, p Params, t store.Table) (Report, error) {
 	out, runErr := awaitResult(ctx, h, 0)
 	if errors.Is(runErr, ErrInterrupted) {
 		return Report{}, runErr
 	}
-	rep := Report{Experiment: exp, WorkflowID: h.GetWorkflowID(), Attached: attached}
-	st, err := l.status(rep.WorkflowID, dbos.WithFilterLoadInput(true), dbos.WithFilterLoadOutput(false))
+	rep := Report{Experiment: e.Name, WorkflowID: h.GetWorkflowID(), Attached: attached}
+	st, err := rt.status(rep.WorkflowID, dbos.WithFilterLoadInput(true), dbos.WithFilterLoadOutput(false))
 	if err != nil {
 		return rep, err
 	}
@@ -248,7 +196,7 @@ func finish(ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandle[store
 		in = p.Input
 	}
 	rep.Seed, rep.input = in.Seed, in
-	if err := l.flush(ctx, rep.WorkflowID); err != nil {
+	if err := rt.flush(ctx, rep.WorkflowID); err != nil {
 		return rep, err
 	}
 	c := out
@@ -263,7 +211,7 @@ func finish(ctx context.Context, l *Lab, exp string, h dbos.WorkflowHandle[store
 		rep.Result = c.Rows
 	}
 	rep.Rows, rep.UniqueUsers, rep.Duplicates = c.Rows, c.UniqueUsers, c.Rows-c.UniqueUsers
-	s, err := l.store.Stats(ctx, rep.WorkflowID)
+	s, err := rt.store.Stats(ctx, rep.WorkflowID)
 	if err != nil {
 		return rep, err
 	}
@@ -301,4 +249,62 @@ func PrepareStore(ctx context.Context, c dbos.Client, t store.Table) error {
 	}
 	_, err = t.Delete(ctx, idsOf(wfs))
 	return err
+}
+
+// Checkpoints are what DBOS recorded to make one run durable, read back
+// from the system database.
+type Checkpoints struct {
+	Workflows int // the main workflow and its batch children
+	Steps     int // step outputs: generate_page_N and count_users
+	// ChildRecords are the parent's records of the child workflows it
+	// started and awaited (DBOS.getResult).
+	ChildRecords int
+	// Total is every checkpoint: Steps + ChildRecords + one status record
+	// per workflow (its input, then its final status and result).
+	Total int
+}
+
+// Checkpoints counts what DBOS recorded for workflow id and its children:
+// every step record of each (dbos.GetWorkflowSteps), plus one status record
+// per workflow. It reads with the Runtime's own context, outside any
+// workflow.
+func (rt *Runtime) Checkpoints(id string) (Checkpoints, error) {
+	children, err := dbos.ListWorkflows(rt.dbos, dbos.WithFilterParentWorkflowID(id),
+		dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+	if err != nil {
+		return Checkpoints{}, err
+	}
+	var c Checkpoints
+	for _, wf := range append([]string{id}, idsOf(children)...) {
+		steps, err := dbos.GetWorkflowSteps(rt.dbos, wf, dbos.WithStepsLoadOutput(false))
+		if err != nil {
+			return Checkpoints{}, err
+		}
+		c.Workflows++
+		for _, s := range steps {
+			if s.ChildWorkflowID != "" {
+				c.ChildRecords++
+			} else {
+				c.Steps++
+			}
+		}
+	}
+	c.Total = c.Steps + c.ChildRecords + c.Workflows
+	return c, nil
+}
+
+func idsOf(wfs []dbos.WorkflowStatus) []string {
+	ids := make([]string, len(wfs))
+	for i, w := range wfs {
+		ids[i] = w.ID
+	}
+	return ids
+}
+
+// PlainReport is the report of e's work done with no durability, under run
+// ID id, which wrote c: its verdict and lesson are the caller's.
+func PlainReport(e *Experiment, in Input, id string, c store.Counts) Report {
+	return Report{Experiment: e.Name, WorkflowID: id, Status: string(dbos.WorkflowStatusSuccess), Result: c.Latest,
+		Expected: e.Expected(in), Rows: c.Rows, UniqueUsers: c.UniqueUsers, Duplicates: c.Rows - c.UniqueUsers,
+		Seed: in.Seed, input: in}
 }

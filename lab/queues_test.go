@@ -1,4 +1,4 @@
-package workflows
+package lab
 
 import (
 	"bytes"
@@ -17,19 +17,19 @@ import (
 // experiments, keep what is stored.
 func TestQueueConcurrencyIsSharedAndNeverSilentlyChanged(t *testing.T) {
 	dir := t.TempDir()
-	open := func(id, serve string, concurrency int) (*Lab, *bytes.Buffer) {
+	open := func(id, serve string, concurrency int) (*Runtime, *bytes.Buffer) {
 		var notices bytes.Buffer
-		l, err := Open(context.Background(), Config{SystemDB: "sqlite:" + filepath.Join(dir, "dbos.sqlite"),
+		rt, err := Open(context.Background(), Config{SystemDB: "sqlite:" + filepath.Join(dir, "dbos.sqlite"),
 			Store: filepath.Join(dir, "users.db"), ExecutorID: id, Logger: slog.New(slog.DiscardHandler),
 			Notices: &notices, Serve: serve, Concurrency: concurrency})
 		if err != nil {
 			t.Fatalf("open %s: %v", id, err)
 		}
-		t.Cleanup(func() { l.Close() })
-		return l, &notices
+		t.Cleanup(func() { rt.Close() })
+		return rt, &notices
 	}
-	stored := func(l *Lab) int {
-		q, err := dbos.RetrieveQueue(l.dbos, "q")
+	stored := func(rt *Runtime) int {
+		q, err := dbos.RetrieveQueue(rt.dbos, "q")
 		if err != nil || q.GetWorkerConcurrency() == nil {
 			t.Fatalf("queue q: %v", err)
 		}
@@ -74,16 +74,16 @@ func TestQueueConcurrencyIsSharedAndNeverSilentlyChanged(t *testing.T) {
 func TestExperimentServesAQueueWithoutWorkers(t *testing.T) {
 	dir := t.TempDir()
 	var notices bytes.Buffer
-	l, err := Open(context.Background(), Config{SystemDB: "sqlite:" + filepath.Join(dir, "dbos.sqlite"),
+	rt, err := Open(context.Background(), Config{SystemDB: "sqlite:" + filepath.Join(dir, "dbos.sqlite"),
 		Store: filepath.Join(dir, "users.db"), ExecutorID: "exp", Logger: slog.New(slog.DiscardHandler), Notices: &notices})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	if _, err := l.batchQueue("lonely"); err != nil {
+	defer rt.Close()
+	if _, err := rt.batchQueue("lonely"); err != nil {
 		t.Fatal(err)
 	}
-	got := dbos.ListenedQueues(l.dbos)
+	got := dbos.ListenedQueues(rt.dbos)
 	if len(got) != 2 || got[0] != noQueue || got[1] != "lonely" {
 		t.Errorf("listens to %v, want [%s lonely]", got, noQueue)
 	}

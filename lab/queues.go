@@ -1,4 +1,4 @@
-package workflows
+package lab
 
 // Queues: how batch workflows reach `durlab worker` processes.
 //
@@ -12,7 +12,7 @@ package workflows
 //     were on no queue, is always listened to by every process.)
 //   - An experiment given --queue enqueues its batches and does not run them
 //     while a worker serves the queue. Each worker holds a shared lock named
-//     after its queue for its lifetime (executor.go); an experiment that
+//     after its queue for its lifetime (claim.go); an experiment that
 //     finds the lock free runs the batches itself, and hands them back as
 //     soon as a worker appears. So --queue never hangs for want of a worker.
 //   - Concurrency. WithWorkerConcurrency is one value per queue, stored in
@@ -61,55 +61,55 @@ func CheckQueueName(name string) error {
 
 // listen sets the queues this process dequeues from, before Launch, and
 // registers a worker's queue with its concurrency.
-func (l *Lab) listen(cfg Config) error {
-	if l.serve == "" {
-		dbos.ListenQueues(l.dbos, noQueue)
+func (rt *Runtime) listen(cfg Config) error {
+	if rt.serve == "" {
+		dbos.ListenQueues(rt.dbos, noQueue)
 		return nil
 	}
-	if _, err := l.registerQueue(l.serve, cfg.Concurrency); err != nil {
+	if _, err := rt.registerQueue(rt.serve, cfg.Concurrency); err != nil {
 		return err
 	}
-	dbos.ListenQueues(l.dbos, l.serve)
-	return l.claim.serve(l.serve)
+	dbos.ListenQueues(rt.dbos, rt.serve)
+	return rt.claim.serve(rt.serve)
 }
 
 // registerQueue registers the queue named name. With concurrency > 0 it
 // stores that per-worker concurrency, for every worker of the queue, and
 // says so when it changes the stored value; otherwise an existing queue
 // keeps its configuration and a new one gets DefaultWorkerConcurrency.
-func (l *Lab) registerQueue(name string, concurrency int) (dbos.Queue, error) {
-	l.queuesMu.Lock()
-	defer l.queuesMu.Unlock()
-	if q, ok := l.queues[name]; ok && concurrency <= 0 {
+func (rt *Runtime) registerQueue(name string, concurrency int) (dbos.Queue, error) {
+	rt.queuesMu.Lock()
+	defer rt.queuesMu.Unlock()
+	if q, ok := rt.queues[name]; ok && concurrency <= 0 {
 		return q, nil
 	}
 	opts := []dbos.QueueOption{dbos.WithQueueBasePollingInterval(queuePollInterval)}
 	if concurrency > 0 {
 		old := 0
-		if q, err := dbos.RetrieveQueue(l.dbos, name); err == nil && q.GetWorkerConcurrency() != nil {
+		if q, err := dbos.RetrieveQueue(rt.dbos, name); err == nil && q.GetWorkerConcurrency() != nil {
 			old = *q.GetWorkerConcurrency()
 		}
 		if old > 0 && old != concurrency {
-			fmt.Fprintf(l.notices, "durlab: queue %s: per-worker concurrency changed from %d to %d, for every worker of the queue (DBOS stores one value per queue)\n", name, old, concurrency)
+			fmt.Fprintf(rt.notices, "durlab: queue %s: per-worker concurrency changed from %d to %d, for every worker of the queue (DBOS stores one value per queue)\n", name, old, concurrency)
 		}
 		opts = append(opts, dbos.WithWorkerConcurrency(concurrency), dbos.WithQueueOnConflict(dbos.QueueConflictAlwaysUpdate))
 	} else {
 		opts = append(opts, dbos.WithWorkerConcurrency(DefaultWorkerConcurrency), dbos.WithQueueOnConflict(dbos.QueueConflictNeverUpdate))
 	}
-	q, err := dbos.RegisterQueue(l.dbos, name, opts...)
+	q, err := dbos.RegisterQueue(rt.dbos, name, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: registering queue %s: %v", ErrSystemDB, name, err)
 	}
-	l.queues[name] = q
+	rt.queues[name] = q
 	return q, nil
 }
 
 // Concurrency is the per-worker concurrency stored for the queue this
 // worker serves (0: no limit).
-func (l *Lab) Concurrency() int {
-	l.queuesMu.Lock()
-	defer l.queuesMu.Unlock()
-	if q, ok := l.queues[l.serve]; ok && q.GetWorkerConcurrency() != nil {
+func (rt *Runtime) Concurrency() int {
+	rt.queuesMu.Lock()
+	defer rt.queuesMu.Unlock()
+	if q, ok := rt.queues[rt.serve]; ok && q.GetWorkerConcurrency() != nil {
 		return *q.GetWorkerConcurrency()
 	}
 	return 0
@@ -117,44 +117,44 @@ func (l *Lab) Concurrency() int {
 
 // batchQueue returns the queue the batches of a main workflow go to, and
 // makes sure that someone runs them: a worker, or else this process.
-func (l *Lab) batchQueue(name string) (dbos.Queue, error) {
+func (rt *Runtime) batchQueue(name string) (dbos.Queue, error) {
 	if err := CheckQueueName(name); err != nil {
 		return nil, err
 	}
-	q, err := l.registerQueue(name, 0)
+	q, err := rt.registerQueue(name, 0)
 	if err != nil {
 		return nil, err
 	}
-	if name != l.serve {
-		l.watchQueue(name)
+	if name != rt.serve {
+		rt.watchQueue(name)
 	}
 	return q, nil
 }
 
 // watchQueue makes this process run the queue's batches while no worker
 // serves it: checked now, then every serveCheck until Close.
-func (l *Lab) watchQueue(name string) {
-	l.queuesMu.Lock()
-	_, watched := l.selfServe[name]
+func (rt *Runtime) watchQueue(name string) {
+	rt.queuesMu.Lock()
+	_, watched := rt.selfServe[name]
 	if !watched {
-		l.selfServe[name] = false
+		rt.selfServe[name] = false
 	}
-	l.queuesMu.Unlock()
+	rt.queuesMu.Unlock()
 	if watched {
 		return
 	}
-	l.checkServed(name)
-	l.watchers.Add(1)
+	rt.checkServed(name)
+	rt.watchers.Add(1)
 	go func() {
-		defer l.watchers.Done()
+		defer rt.watchers.Done()
 		t := time.NewTicker(serveCheck)
 		defer t.Stop()
 		for {
 			select {
-			case <-l.stop:
+			case <-rt.stop:
 				return
 			case <-t.C:
-				l.checkServed(name)
+				rt.checkServed(name)
 			}
 		}
 	}()
@@ -162,42 +162,42 @@ func (l *Lab) watchQueue(name string) {
 
 // checkServed listens to the queue when no worker serves it, and stops
 // when one does. A failed check changes nothing.
-func (l *Lab) checkServed(name string) {
+func (rt *Runtime) checkServed(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), serveCheck)
 	defer cancel()
-	served, err := l.claim.served(ctx, name)
+	served, err := rt.claim.served(ctx, name)
 	if err != nil {
 		return
 	}
-	l.queuesMu.Lock()
-	defer l.queuesMu.Unlock()
-	if l.selfServe[name] == !served {
+	rt.queuesMu.Lock()
+	defer rt.queuesMu.Unlock()
+	if rt.selfServe[name] == !served {
 		return
 	}
-	l.selfServe[name] = !served
+	rt.selfServe[name] = !served
 	if served {
-		fmt.Fprintf(l.notices, "durlab: a durlab worker serves queue %s now; this process leaves its batches to it\n", name)
+		fmt.Fprintf(rt.notices, "durlab: a durlab worker serves queue %s now; this process leaves its batches to it\n", name)
 	} else {
-		fmt.Fprintf(l.notices, "durlab: no durlab worker serves queue %s; this process runs its batches itself (start `durlab worker --queue %s` to hand them over)\n", name, name)
+		fmt.Fprintf(rt.notices, "durlab: no durlab worker serves queue %s; this process runs its batches itself (start `durlab worker --queue %s` to hand them over)\n", name, name)
 	}
 	listen := []string{noQueue}
-	if l.serve != "" {
-		listen = []string{l.serve}
+	if rt.serve != "" {
+		listen = []string{rt.serve}
 	}
-	for q, self := range l.selfServe {
+	for q, self := range rt.selfServe {
 		if self {
 			listen = append(listen, q)
 		}
 	}
-	dbos.ListenQueues(l.dbos, listen...)
+	dbos.ListenQueues(rt.dbos, listen...)
 }
 
 // Finished counts the workflows of the served queue that this executor
 // finished (SUCCESS) since the given time: what a worker did.
-func (l *Lab) Finished(since time.Time) (int, error) {
-	// The process is stopping: the Lab's context may be cancelled already.
-	wfs, err := dbos.ListWorkflows(dbos.WithoutCancel(l.dbos), dbos.WithFilterExecutorIDs(l.ExecutorID()),
-		dbos.WithFilterQueueName(l.serve), dbos.WithFilterStatus(dbos.WorkflowStatusSuccess),
+func (rt *Runtime) Finished(since time.Time) (int, error) {
+	// The process is stopping: the Runtime's context may be cancelled already.
+	wfs, err := dbos.ListWorkflows(dbos.WithoutCancel(rt.dbos), dbos.WithFilterExecutorIDs(rt.ExecutorID()),
+		dbos.WithFilterQueueName(rt.serve), dbos.WithFilterStatus(dbos.WorkflowStatusSuccess),
 		dbos.WithFilterCompletedAfter(since), dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
 	return len(wfs), err
 }

@@ -1,0 +1,219 @@
+// Package dburl is durlab's one reading of database URLs: the DBOS system
+// database and the users store are named the same ways, and every command,
+// the store and the runtime parse, classify and redact them here.
+//
+// A database is named by
+//
+//	postgres://... or postgresql://...   Postgres
+//	sqlite:PATH, sqlite:file:PATH?...    a SQLite file (DBOS's own spelling)
+//	PATH                                 a SQLite file (the store only)
+//
+// and sqlite::memory: or ?mode=memory names a SQLite database in memory.
+//
+// Redaction is one function, Redact, for every message durlab prints or
+// logs: it hides the password of any URL or key=value connection string in
+// it, and every spelling of the passwords of the URLs it is given, which
+// catches a driver echoing a malformed URL piecemeal.
+package dburl
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Kind is what a database URL names.
+type Kind int
+
+const (
+	// SQLite is a SQLite file.
+	SQLite Kind = iota
+	// SQLiteMemory is a SQLite database in memory: no other process sees it.
+	SQLiteMemory
+	// Postgres is a Postgres database.
+	Postgres
+)
+
+// ErrMalformed: the text names no database durlab can use.
+var ErrMalformed = errors.New("not a database URL")
+
+// malformedError says what is wrong with a URL and matches ErrMalformed.
+type malformedError struct{ msg string }
+
+func (e malformedError) Error() string        { return e.msg }
+func (e malformedError) Is(target error) bool { return target == ErrMalformed }
+
+func malformedf(format string, args ...any) error {
+	return malformedError{fmt.Sprintf(format, args...)}
+}
+
+// URL is a parsed database URL.
+type URL struct {
+	// Raw is the text as given.
+	Raw  string
+	Kind Kind
+	// Path is the SQLite file, as given (relative paths stay relative).
+	Path string
+}
+
+// IsPostgres tells whether raw names a Postgres database.
+func IsPostgres(raw string) bool {
+	return strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://")
+}
+
+// Parse reads a database URL. A plain path is accepted as a SQLite file
+// only when plainPath is set (the store takes one, the system database
+// takes DBOS's URLs only).
+func Parse(raw string, plainPath bool) (URL, error) {
+	u := URL{Raw: raw}
+	switch {
+	case raw == "":
+		return u, malformedf("the database URL is empty")
+	case IsPostgres(raw):
+		u.Kind = Postgres
+		return u, nil
+	case strings.HasPrefix(raw, "sqlite:"):
+		return parseSQLite(u)
+	case strings.Contains(raw, "://"):
+		return u, malformedf("unsupported database URL %s: use postgres://, postgresql:// or sqlite:", Redact(raw))
+	case !plainPath:
+		return u, malformedf("%q is not a database URL: use sqlite:PATH or postgres://...", raw)
+	}
+	u.Path = raw
+	return u, nil
+}
+
+// parseSQLite reads DBOS's sqlite: URLs: sqlite:PATH, sqlite:file:PATH?...,
+// sqlite::memory:.
+func parseSQLite(u URL) (URL, error) {
+	parsed, err := url.Parse(u.Raw)
+	if err != nil {
+		return u, malformedf("%s", Redact(err.Error(), u.Raw))
+	}
+	dsn := parsed.Opaque
+	if dsn == "" {
+		dsn = parsed.Path
+	}
+	if strings.HasPrefix(dsn, "file:") {
+		dsn = strings.TrimPrefix(dsn, "file:")
+		dsn, _, _ = strings.Cut(dsn, "?")
+	}
+	if dsn == "" || strings.HasPrefix(dsn, ":memory:") || parsed.Query().Get("mode") == "memory" {
+		u.Kind = SQLiteMemory
+		return u, nil
+	}
+	u.Path = dsn
+	return u, nil
+}
+
+// File is the absolute path of a SQLite file, "" for a database in memory
+// or on Postgres.
+func (u URL) File() (string, error) {
+	if u.Kind != SQLite {
+		return "", nil
+	}
+	return filepath.Abs(u.Path)
+}
+
+// Redacted is the URL for display, without its password.
+func (u URL) Redacted() string {
+	parsed, err := url.Parse(u.Raw)
+	if err != nil || parsed.User == nil {
+		return Redact(u.Raw, u.Raw)
+	}
+	if _, ok := parsed.User.Password(); ok {
+		parsed.User = url.UserPassword(parsed.User.Username(), "xxxxx")
+	}
+	return Redact(parsed.String(), u.Raw)
+}
+
+// urlPassword finds user:password@ in any URL inside a message.
+var urlPassword = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://[^:/@\s]+):([^@\s]*)@`)
+
+// keywordPassword finds password=... in key=value connection strings and
+// URL queries.
+var keywordPassword = regexp.MustCompile(`(?i)(password=)([^\s&]+)`)
+
+// Redact hides every password in msg: those of any URL or key=value
+// string in it, and every spelling of the passwords of the given URLs.
+func Redact(msg string, urls ...string) string {
+	for _, s := range secrets(urls) {
+		msg = strings.ReplaceAll(msg, s, "xxxxx")
+	}
+	msg = urlPassword.ReplaceAllString(msg, "${1}:xxxxx@")
+	return keywordPassword.ReplaceAllString(msg, "${1}xxxxx")
+}
+
+// secrets lists the spellings of the passwords of urls, longest first. It
+// does not rely on a URL being valid, since the errors most likely to echo
+// a URL are those about malformed ones.
+func secrets(urls []string) []string {
+	var raw []string
+	for _, dsn := range urls {
+		if u, err := url.Parse(dsn); err == nil {
+			if p, ok := u.User.Password(); ok {
+				raw = append(raw, p)
+			}
+		}
+		if _, rest, ok := strings.Cut(dsn, "://"); ok {
+			// Both the last '@' anywhere and the last one before the path,
+			// in case the password holds an unescaped '/' or '@'.
+			authority := rest
+			if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+				authority = rest[:i]
+			}
+			for _, s := range []string{rest, authority} {
+				if at := strings.LastIndex(s, "@"); at >= 0 {
+					if _, pw, ok := strings.Cut(s[:at], ":"); ok {
+						raw = append(raw, pw)
+					}
+				}
+			}
+		}
+		for _, m := range keywordPassword.FindAllStringSubmatch(dsn, -1) {
+			raw = append(raw, m[2])
+		}
+	}
+	var out []string
+	for _, s := range raw {
+		out = append(out, s)
+		// A driver may already have masked part of a password it misparsed,
+		// leaving the rest, so the pieces between delimiters go too.
+		for _, piece := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune("@:/?#[]", r) }) {
+			if len(piece) >= 3 {
+				out = append(out, piece)
+			}
+		}
+		if d, err := url.PathUnescape(s); err == nil {
+			out = append(out, d)
+		}
+		if d, err := url.QueryUnescape(s); err == nil {
+			out = append(out, d)
+		}
+		q := strconv.Quote(s)
+		out = append(out, q[1:len(q)-1])
+	}
+	out = slicesCompactNonEmpty(out)
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+func slicesCompactNonEmpty(in []string) []string {
+	seen := map[string]bool{}
+	out := in[:0]
+	for _, s := range in {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Redacted is raw for display, without its password.
+func Redacted(raw string) string { return URL{Raw: raw}.Redacted() }

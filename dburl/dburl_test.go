@@ -1,0 +1,92 @@
+package dburl
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
+	for _, c := range []struct {
+		raw       string
+		plainPath bool
+		kind      Kind
+		file      string
+	}{
+		{"postgres://u@h/db", false, Postgres, ""},
+		{"postgresql://u@h/db", true, Postgres, ""},
+		{"sqlite:/data/dbos.sqlite", false, SQLite, "/data/dbos.sqlite"},
+		{"sqlite:///data/dbos.sqlite", false, SQLite, "/data/dbos.sqlite"},
+		{"sqlite:rel/dbos.sqlite", false, SQLite, abs("rel/dbos.sqlite")},
+		{"sqlite:file:/data/x.db?_pragma=foreign_keys(1)", false, SQLite, "/data/x.db"},
+		{"sqlite::memory:", false, SQLiteMemory, ""},
+		{"sqlite:file::memory:?cache=shared", false, SQLiteMemory, ""},
+		{"users.db", true, SQLite, abs("users.db")},
+		{"sqlite:users.db", true, SQLite, abs("users.db")},
+	} {
+		u, err := Parse(c.raw, c.plainPath)
+		if err != nil {
+			t.Errorf("Parse(%q): %v", c.raw, err)
+			continue
+		}
+		file, err := u.File()
+		if u.Kind != c.kind || file != c.file || err != nil {
+			t.Errorf("Parse(%q) = kind %v, file %q, %v; want kind %v, file %q", c.raw, u.Kind, file, err, c.kind, c.file)
+		}
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	for _, c := range []struct {
+		raw       string
+		plainPath bool
+		want      string
+	}{
+		{"", true, "empty"},
+		{"mysql://root:hunter2@db/x", true, "unsupported database URL mysql://root:xxxxx@db/x"},
+		{"dbos.sqlite", false, `"dbos.sqlite" is not a database URL`},
+	} {
+		_, err := Parse(c.raw, c.plainPath)
+		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Parse(%q) = %v; want ErrMalformed saying %q", c.raw, err, c.want)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Parse(%q) shows the password: %v", c.raw, err)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	const secret = "s3cr3t-Pa55w0rd"
+	for _, c := range []struct {
+		msg  string
+		urls []string
+	}{
+		{"dial postgres://durlab:" + secret + "@127.0.0.1:1/db failed", nil},
+		{"cannot parse `postgresql://durlab@h/db?password=" + secret + "`", nil},
+		{"host=h dbname=d password=" + secret + " sslmode=disable", nil},
+		// A driver that misparsed the URL echoes a piece of the password.
+		{"invalid port in p@" + secret + "%zz", []string{"postgres://durlab:p@" + secret + "%zz@127.0.0.1/durlab"}},
+		{"unescaped: a/b@c" + secret, []string{"postgres://u:a/b@c" + secret + "@h/db"}},
+	} {
+		got := Redact(c.msg, c.urls...)
+		if strings.Contains(got, secret) {
+			t.Errorf("Redact(%q) = %q: the password shows", c.msg, got)
+		}
+		if !strings.Contains(got, "xxxxx") {
+			t.Errorf("Redact(%q) = %q: no mark where the password was", c.msg, got)
+		}
+	}
+	if got := Redact("postgres://u@h/db has no password"); got != "postgres://u@h/db has no password" {
+		t.Errorf("a message without a password changed: %q", got)
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	u, _ := Parse("postgres://u:pw@h:5432/db?sslmode=disable", false)
+	if got, want := u.Redacted(), "postgres://u:xxxxx@h:5432/db?sslmode=disable"; got != want {
+		t.Errorf("Redacted() = %q, want %q", got, want)
+	}
+}

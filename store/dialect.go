@@ -1,0 +1,225 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/durlab/durlab/fake"
+)
+
+// dialect is everything that differs between the backends' SQL.
+type dialect struct {
+	name         string
+	placeholder  func(n int) string
+	timeType     string // analyzed_at, created_at
+	intType      string // the stats
+	createdAtNow string // created_at's default: the insert time, sub-second
+	// timeArg is how analyzed_at is bound.
+	timeArg func(t time.Time) any
+	// schemaLock serialises schema changes among processes ("" when opening
+	// is serialised otherwise).
+	schemaLock string
+	// columnsSQL lists a table's columns as (name, in the primary key), with
+	// no row when the table does not exist.
+	columnsSQL string
+	// countsSQL counts the rows and distinct users of one workflow.
+	countsSQL func(v Variant) string
+	// isDuplicate tells whether err is a primary-key conflict.
+	isDuplicate func(err error) bool
+}
+
+// sqliteDialect: times as text with milliseconds. Counts group by id, which
+// streams over the primary-key index (it starts with id): COUNT(DISTINCT
+// id) would build a temporary b-tree of every ID, in memory with
+// temp_store=MEMORY.
+var sqliteDialect = dialect{
+	name:         "sqlite",
+	placeholder:  func(int) string { return "?" },
+	timeType:     "TEXT",
+	intType:      "INTEGER",
+	createdAtNow: "(strftime('%Y-%m-%d %H:%M:%f', 'now'))",
+	timeArg:      func(t time.Time) any { return t.UTC().Format(time.RFC3339Nano) },
+	columnsSQL:   `SELECT name, pk > 0 FROM pragma_table_info(?)`,
+	countsSQL: func(v Variant) string {
+		return `SELECT COALESCE(SUM(n), 0), COUNT(*) FROM
+		(SELECT COUNT(*) AS n FROM ` + v.Table() + ` WHERE workflow_id = ? GROUP BY id)`
+	},
+	isDuplicate: func(err error) bool {
+		var se sqlite3.Error
+		return errors.As(err, &se) && (se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey || se.ExtendedCode == sqlite3.ErrConstraintUnique)
+	},
+}
+
+// pgSchemaLock is the advisory lock key ("durlab" in ASCII) that serialises
+// schema changes: concurrent CREATE TABLE IF NOT EXISTS can still fail on
+// Postgres's catalog unique indexes, and several processes may share the
+// database.
+const pgSchemaLock int64 = 0x6475726c6162
+
+// postgresDialect: created_at from clock_timestamp(), the time of the insert
+// itself rather than of its transaction.
+var postgresDialect = dialect{
+	name:         "postgres",
+	placeholder:  func(n int) string { return "$" + strconv.Itoa(n) },
+	timeType:     "TIMESTAMPTZ",
+	intType:      "BIGINT",
+	createdAtNow: "clock_timestamp()",
+	timeArg:      func(t time.Time) any { return t },
+	schemaLock:   fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, pgSchemaLock),
+	// The table as the search_path resolves it.
+	columnsSQL: `SELECT a.attname::text, COALESCE(a.attnum = ANY(i.indkey::int2[]), false)
+		FROM pg_attribute a
+		LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+		ORDER BY a.attnum`,
+	countsSQL: func(v Variant) string {
+		return `SELECT COUNT(*), COUNT(DISTINCT id) FROM ` + v.Table() + ` WHERE workflow_id = $1`
+	},
+	isDuplicate: func(err error) bool {
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && pe.Code == "23505"
+	},
+}
+
+func (d dialect) createUsers(v Variant) string {
+	key := "id, workflow_id, analyzed_at"
+	if v == Ledger {
+		key += ", created_at"
+	}
+	return `CREATE TABLE IF NOT EXISTS ` + v.Table() + ` (
+		id TEXT NOT NULL,
+		external_id TEXT NOT NULL,
+		name TEXT NOT NULL,
+		workflow_id TEXT NOT NULL,
+		analyzed_at ` + d.timeType + ` NOT NULL,
+		created_at ` + d.timeType + ` NOT NULL DEFAULT ` + d.createdAtNow + `,
+		PRIMARY KEY (` + key + `))`
+}
+
+func (d dialect) createStats() string {
+	return `CREATE TABLE IF NOT EXISTS durlab_stats (
+		workflow_id TEXT PRIMARY KEY,
+		step_attempts ` + d.intType + ` NOT NULL DEFAULT 0,
+		injected_failures ` + d.intType + ` NOT NULL DEFAULT 0,
+		unique_violations ` + d.intType + ` NOT NULL DEFAULT 0,
+		crashes ` + d.intType + ` NOT NULL DEFAULT 0,
+		commit_crashes ` + d.intType + ` NOT NULL DEFAULT 0)`
+}
+
+// createAll is every table a store needs, created at open.
+func (d dialect) createAll() []string {
+	return []string{d.createStats(), d.createUsers(Strict), d.createUsers(Ledger)}
+}
+
+func (d dialect) addStats() string {
+	p := d.placeholder
+	return `INSERT INTO durlab_stats
+		(workflow_id, step_attempts, injected_failures, unique_violations, crashes, commit_crashes)
+		VALUES (` + p(1) + `, ` + p(2) + `, ` + p(3) + `, ` + p(4) + `, ` + p(5) + `, ` + p(6) + `)
+		ON CONFLICT (workflow_id) DO UPDATE SET
+		step_attempts = durlab_stats.step_attempts + excluded.step_attempts,
+		injected_failures = durlab_stats.injected_failures + excluded.injected_failures,
+		unique_violations = durlab_stats.unique_violations + excluded.unique_violations,
+		crashes = durlab_stats.crashes + excluded.crashes,
+		commit_crashes = durlab_stats.commit_crashes + excluded.commit_crashes`
+}
+
+func addStatsArgs(workflowID string, d Stats) []any {
+	return []any{workflowID, d.StepAttempts, d.InjectedFailures, d.UniqueViolations, d.Crashes, d.CommitCrashes}
+}
+
+func (d dialect) selectStats() string {
+	return `SELECT step_attempts, injected_failures, unique_violations, crashes, commit_crashes
+		FROM durlab_stats WHERE workflow_id = ` + d.placeholder(1)
+}
+
+func statsDest(st *Stats) []any {
+	return []any{&st.StepAttempts, &st.InjectedFailures, &st.UniqueViolations, &st.Crashes, &st.CommitCrashes}
+}
+
+// latestCount is the window-function count from the Python original: the
+// latest row of each (id, workflow_id) partition, so duplicates from retries
+// and recoveries count once.
+func (d dialect) latestCount(v Variant) string {
+	return `SELECT COUNT(*) FROM (
+	SELECT ROW_NUMBER() OVER (PARTITION BY id, workflow_id ORDER BY created_at DESC) AS rn
+	FROM ` + v.Table() + ` WHERE workflow_id = ` + d.placeholder(1) + `) ranked WHERE rn = 1`
+}
+
+// insertChunk bounds the rows of one INSERT, below both backends' limits on
+// bound parameters.
+const insertChunk = 500
+
+// statement is one SQL statement with its arguments.
+type statement struct {
+	sql  string
+	args []any
+}
+
+func (d dialect) insertStatements(v Variant, users []fake.User, workflowID string, analyzedAt time.Time) []statement {
+	at := d.timeArg(analyzedAt)
+	var stmts []statement
+	for start := 0; start < len(users); start += insertChunk {
+		chunk := users[start:min(start+insertChunk, len(users))]
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO " + v.Table() + " (id, external_id, name, workflow_id, analyzed_at) VALUES ")
+		args := make([]any, 0, 5*len(chunk))
+		for i, u := range chunk {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteByte('(')
+			for j := range 5 {
+				if j > 0 {
+					sb.WriteByte(',')
+				}
+				sb.WriteString(d.placeholder(len(args) + j + 1))
+			}
+			sb.WriteByte(')')
+			args = append(args, u.ID, u.ExternalID, u.Name, workflowID, at)
+		}
+		stmts = append(stmts, statement{sb.String(), args})
+	}
+	return stmts
+}
+
+var columns = []string{"id", "external_id", "name", "workflow_id", "analyzed_at", "created_at"}
+
+// checkSchema returns ErrForeignSchema unless a table of variant v has
+// exactly durlab's columns and v's primary key.
+func checkSchema(v Variant, names, key []string) error {
+	if !slices.Equal(slices.Sorted(slices.Values(names)), slices.Sorted(slices.Values(columns))) {
+		return fmt.Errorf("%w (table %s has columns %s)", ErrForeignSchema, v.Table(), strings.Join(names, ", "))
+	}
+	want := []string{"analyzed_at", "id", "workflow_id"}
+	if v == Ledger {
+		want = []string{"analyzed_at", "created_at", "id", "workflow_id"}
+	}
+	if !slices.Equal(slices.Sorted(slices.Values(key)), want) {
+		return fmt.Errorf("%w (table %s has primary key %s)", ErrForeignSchema, v.Table(), strings.Join(key, ", "))
+	}
+	return nil
+}
+
+// duplicateError keeps the database's own message, which names the
+// constraint, and matches ErrDuplicateUser.
+type duplicateError struct{ err error }
+
+func (e duplicateError) Error() string        { return e.err.Error() }
+func (e duplicateError) Unwrap() error        { return e.err }
+func (e duplicateError) Is(target error) bool { return target == ErrDuplicateUser }
+
+// classify wraps a primary-key conflict in ErrDuplicateUser.
+func (d dialect) classify(err error) error {
+	if err != nil && d.isDuplicate(err) {
+		return duplicateError{err}
+	}
+	return err
+}

@@ -1,0 +1,192 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/durlab/durlab/fake"
+)
+
+// sqlStore is the store on either backend: its SQL differs by dialect only.
+type sqlStore struct {
+	db *sql.DB
+	d  dialect
+	// pool is the Postgres pool behind db, which DBOS needs for a Postgres
+	// data source (it takes a *sql.DB for SQLite); nil on SQLite.
+	pool *pgxpool.Pool
+}
+
+// sqlTx is a transaction of the store's own, as a Tx.
+type sqlTx struct{ tx *sql.Tx }
+
+func (t sqlTx) Exec(ctx context.Context, query string, args ...any) (dbos.Result, error) {
+	return t.tx.ExecContext(ctx, query, args...)
+}
+
+// prepare refuses a foreign users table, or a database it cannot use, before
+// writing anything, then creates what is missing, in one transaction.
+func (s *sqlStore) prepare(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if s.d.schemaLock != "" {
+		if _, err := tx.ExecContext(ctx, s.d.schemaLock); err != nil {
+			return err
+		}
+	}
+	for _, v := range []Variant{Strict, Ledger} {
+		if err := s.checkTable(ctx, tx, v); err != nil {
+			return err
+		}
+	}
+	for _, ddl := range s.d.createAll() {
+		if _, err := tx.ExecContext(ctx, ddl); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// checkTable returns ErrForeignSchema when the variant's table exists with
+// other columns or another primary key.
+func (s *sqlStore) checkTable(ctx context.Context, tx *sql.Tx, v Variant) error {
+	rows, err := tx.QueryContext(ctx, s.d.columnsSQL, v.Table())
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var names, key []string
+	for rows.Next() {
+		var name string
+		var inKey bool
+		if err := rows.Scan(&name, &inKey); err != nil {
+			return err
+		}
+		names = append(names, name)
+		if inKey {
+			key = append(key, name)
+		}
+	}
+	if err := rows.Err(); err != nil || len(names) == 0 {
+		return err
+	}
+	return checkSchema(v, names, key)
+}
+
+func (s *sqlStore) Table(v Variant) Table { return sqlTable{s: s, v: v} }
+
+func (s *sqlStore) Update(ctx context.Context, f func(tx Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := f(sqlTx{tx}); err != nil {
+		return err
+	}
+	return s.d.classify(tx.Commit())
+}
+
+func (s *sqlStore) AddStats(ctx context.Context, workflowID string, d Stats) error {
+	_, err := s.db.ExecContext(ctx, s.d.addStats(), addStatsArgs(workflowID, d)...)
+	return err
+}
+
+func (s *sqlStore) Stats(ctx context.Context, workflowID string) (Stats, error) {
+	var st Stats
+	err := s.db.QueryRowContext(ctx, s.d.selectStats(), workflowID).Scan(statsDest(&st)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Stats{}, nil
+	}
+	return st, err
+}
+
+func (s *sqlStore) NewDataSource(c dbos.Client) (*dbos.DataSource, error) {
+	if s.pool != nil {
+		return dbos.NewDataSource(c, s.pool)
+	}
+	return dbos.NewDataSource(c, s.db)
+}
+
+func (s *sqlStore) Close() error {
+	err := s.db.Close()
+	if s.pool != nil {
+		s.pool.Close()
+	}
+	return err
+}
+
+// sqlTable is one of the store's two users tables.
+type sqlTable struct {
+	s *sqlStore
+	v Variant
+}
+
+func (t sqlTable) Variant() Variant { return t.v }
+
+func (t sqlTable) Insert(ctx context.Context, tx Tx, users []fake.User, workflowID string, analyzedAt time.Time) error {
+	for _, st := range t.s.d.insertStatements(t.v, users, workflowID, analyzedAt) {
+		if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
+			return t.s.d.classify(err)
+		}
+	}
+	return nil
+}
+
+func (t sqlTable) InsertPage(ctx context.Context, users []fake.User, workflowID string, analyzedAt time.Time) error {
+	return t.s.Update(ctx, func(tx Tx) error { return t.Insert(ctx, tx, users, workflowID, analyzedAt) })
+}
+
+func (t sqlTable) Counts(ctx context.Context, workflowID string) (Counts, error) {
+	var c Counts
+	err := t.s.db.QueryRowContext(ctx, t.s.d.countsSQL(t.v), workflowID).Scan(&c.Rows, &c.UniqueUsers)
+	if err != nil {
+		return c, err
+	}
+	err = t.s.db.QueryRowContext(ctx, t.s.d.latestCount(t.v), workflowID).Scan(&c.Latest)
+	return c, err
+}
+
+func (t sqlTable) WorkflowIDs(ctx context.Context) ([]string, error) {
+	rows, err := t.s.db.QueryContext(ctx, `SELECT DISTINCT workflow_id FROM `+t.v.Table())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+func (t sqlTable) Delete(ctx context.Context, workflowIDs []string) (int64, error) {
+	if len(workflowIDs) == 0 {
+		return 0, nil
+	}
+	var n int64
+	err := t.s.Update(ctx, func(tx Tx) error {
+		n = 0
+		for _, id := range workflowIDs {
+			res, err := tx.Exec(ctx, `DELETE FROM `+t.v.Table()+` WHERE workflow_id = `+t.s.d.placeholder(1), id)
+			if err != nil {
+				return err
+			}
+			d, _ := res.RowsAffected()
+			n += d
+		}
+		return nil
+	})
+	return n, err
+}

@@ -1,0 +1,52 @@
+// Package workflows holds durlab's experiments, one file each, written
+// against package lab: what each teaches is in its file's opening comment.
+//
+// To add an experiment:
+//  1. write NAME.go: a lab.Experiment descriptor, its workflow functions
+//     (top-level, each wrapped in lab.Execute) and its Judge;
+//  2. add the descriptor to Experiments below: registration with DBOS, the
+//     command line and `durlab run` all come from that list;
+//  3. list any child workflow it starts in the descriptor's Children;
+//  4. test it in NAME_test.go (TestEveryWorkflowIsRegistered runs it too).
+package workflows
+
+import (
+	"fmt"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+
+	"github.com/durlab/durlab/lab"
+)
+
+// Experiments lists the experiments in the order of the Python originals.
+func Experiments() []*lab.Experiment {
+	return []*lab.Experiment{Basic, RetryBad, Recover, SplitSteps, Profile, Dedup, ExactlyOnce}
+}
+
+// Lookup finds an experiment by name.
+func Lookup(name string) (*lab.Experiment, bool) {
+	for _, e := range Experiments() {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return nil, false
+}
+
+// judgeBatches is the verdict and lesson of the batch experiments.
+func judgeBatches(rep *lab.Report) {
+	result, want := rep.Result, rep.RunInput().Users()
+	rep.AsExpected = rep.Status == string(dbos.WorkflowStatusSuccess) && result == want && rep.UniqueUsers == want
+	switch {
+	case rep.DeadLetterLesson() != "":
+		rep.Lesson = rep.DeadLetterLesson()
+	case !rep.AsExpected:
+		rep.Lesson = fmt.Sprintf("the workflow ended %s with %d of %d users", rep.Status, result, want)
+	case rep.Duplicates > 0 && rep.CommitCrashes > 0:
+		rep.Lesson = fmt.Sprintf("%d duplicate rows, from retried inserts and from %d crash(es) right after an insert committed (the recovery ran the insert again), yet the window-function count is exactly %d", rep.Duplicates, rep.CommitCrashes, result)
+	case rep.Duplicates > 0:
+		rep.Lesson = fmt.Sprintf("%d duplicate rows from retried inserts and recovered executions, yet the window-function count is exactly %d", rep.Duplicates, result)
+	default:
+		rep.Lesson = fmt.Sprintf("no duplicates this time: rows, unique users and the window-function count all equal %d", result)
+	}
+}
