@@ -69,7 +69,7 @@ func TestBareDBOS(t *testing.T) {
 		t.Errorf("the workflow counted %+v, want %+v", c, want)
 	}
 	// Read back from the table, not only from the workflow's count step.
-	got, err := app.store.Table(store.Strict).Counts(ctx, id)
+	got, err := app.store.counts(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,8 @@
 //
 //   - BenchmarkProfileDurable: durlab's runtime (lab.Open, rt.Run) running
 //     workflows.Profile on DBOS;
-//   - BenchmarkBareDBOS: the same workload hand-written on plain DBOS, the
-//     same store and DBOS configuration, none of durlab's runtime
+//   - BenchmarkBareDBOS: the same workload hand-written on plain DBOS, with
+//     its own users table and the same DBOS configuration, none of durlab
 //     (bare_test.go, checked by TestBareDBOS);
 //   - BenchmarkProfilePlain: the identical work with no DBOS at all
 //     (workflows.PlainWork), on SQLite.
@@ -23,9 +23,9 @@
 //
 // Durable over plain (sqlite) is the durable/plain ratio that `durlab
 // profile --compare` reports: the price of durability. Durable over bare,
-// per backend, is the price of durlab's own runtime on top of DBOS's: its
-// executor claim, fault decisions, counters (a store write per batch) and
-// the reads behind its report. bench/run.sh measures the built binary, peak
+// per backend, is what durlab costs on top of DBOS: its store (tuned), its
+// attempt ledger (an execution's begin, and a few events in each page's
+// transaction) and the reads behind its report. bench/run.sh measures the built binary, peak
 // RSS included, at 1,000 and 1,000,000 users.
 package bench
 

@@ -151,6 +151,7 @@ func (o *experimentOptions) openRuntime(ctx context.Context, cfg resolved, progr
 		ExecutorID:  o.global.executor("durlab-" + o.exp.Name),
 		Logger:      cfg.logger,
 		Notices:     o.global.io.Err,
+		Stream:      cfg.stream,
 		Faults:      o.params.Faults,
 		Experiments: workflows.Experiments(),
 		Progress:    progress,
@@ -236,9 +237,16 @@ func printReport(io IOStreams, asJSON bool, rep lab.Report, elapsed time.Duratio
 	fmt.Fprintf(w, "workflow\t%s %s (%s, %d recover%s)\n", rep.WorkflowID, rep.Status, how, rep.Recoveries, plural(rep.Recoveries, "y", "ies"))
 	fmt.Fprintf(w, "result\t%d: %s\n", rep.Result, verdict)
 	fmt.Fprintf(w, "expected\t%s\n", rep.Expected)
-	fmt.Fprintf(w, "rows\t%d rows, %d unique users, %d duplicates\n", rep.Rows, rep.UniqueUsers, rep.Duplicates)
-	fmt.Fprintf(w, "steps\t%d attempts, %d injected failures (%d crashes, %d right after a commit), %d UNIQUE violations\n",
-		rep.StepAttempts, rep.InjectedFailures, rep.Crashes, rep.CommitCrashes, rep.UniqueViolations)
+	fmt.Fprintf(w, "rows\t%d rows, %d unique users, %s", rep.Rows, rep.UniqueUsers, lab.Count(rep.Duplicates, "duplicate", "duplicates"))
+	if rep.Duplicates > 0 {
+		fmt.Fprintf(w, ": %s", rep.DuplicateCauses())
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "steps\t%s, %s injected (%s, %s), %s\n", lab.Count(rep.StepAttempts, "attempt", "attempts"),
+		lab.Count(rep.InjectedFailures, "fault", "faults"), lab.Count(rep.Failures(), "failure", "failures"),
+		lab.Count(rep.InjectedCrashes, "crash", "crashes"), lab.Count(rep.UniqueViolations, "UNIQUE violation", "UNIQUE violations"))
+	fmt.Fprintf(w, "crashes\t%s (%d injected, %d killed from outside), %d right after a commit\n",
+		lab.Count(rep.Crashes, "process died", "processes died"), rep.InjectedCrashes, rep.KilledFromOutside, rep.CommitCrashes)
 	if rep.Error != "" {
 		fmt.Fprintf(w, "error\t%s\n", oneLine(dburl.Redact(rep.Error)))
 	}

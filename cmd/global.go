@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"cmp"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,6 +22,10 @@ type globalOptions struct {
 	output     string
 	logLevel   string
 	executorID string
+	quiet      bool
+	// logLevelSet: --log-level was given, so DBOS's lines are the user's
+	// choice, injected failures' included.
+	logLevelSet bool
 }
 
 func (g *globalOptions) addFlags(root *cobra.Command) {
@@ -29,7 +34,8 @@ func (g *globalOptions) addFlags(root *cobra.Command) {
 	f.StringVar(&g.systemDB, "system-db", "", "DBOS system database URL, sqlite:PATH or postgres://... (env DBOS_SYSTEM_DATABASE_URL or DBOS_DATABASE_URL; default sqlite:DATA-DIR/dbos.sqlite)")
 	f.StringVar(&g.store, "store", "", "users store: a SQLite path or a postgres:// URL (env DURLAB_STORE; default DATA-DIR/users.db)")
 	f.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
-	f.StringVar(&g.logLevel, "log-level", "error", "DBOS log level on stderr: debug, info, warn, error or off (DBOS logs every step retry as an error)")
+	f.StringVar(&g.logLevel, "log-level", "error", "DBOS log level on stderr: debug, info, warn, error or off (at the default, DBOS's lines for the failures durlab injects are left to durlab's own)")
+	f.BoolVarP(&g.quiet, "quiet", "q", false, "no event lines from durlab on stderr (retries, recoveries); reports and errors still print")
 	f.StringVar(&g.executorID, "executor-id", "", "DBOS executor ID (env DURLAB_EXECUTOR_ID; default durlab-EXPERIMENT, or durlab-worker-HOSTNAME-QUEUE for workers); a restarted process must reuse its ID to recover its workflows")
 }
 
@@ -40,6 +46,8 @@ type resolved struct {
 	json     bool
 	logger   *slog.Logger
 	gate     *logGate
+	// stream gets durlab's event lines (nil with --quiet).
+	stream io.Writer
 }
 
 // resolve validates the shared flags and prepares the data folder, which is
@@ -65,7 +73,10 @@ func (g *globalOptions) resolveFor(create bool) (resolved, error) {
 	} else if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return r, usagef("unknown --log-level %q: use debug, info, warn, error or off", g.logLevel)
 	}
-	r.gate = &logGate{}
+	r.gate = &logGate{hideInjected: !g.logLevelSet}
+	if !g.quiet {
+		r.stream = g.io.Err
+	}
 	r.logger = slog.New(gatedHandler{slog.NewTextHandler(g.io.Err, &slog.HandlerOptions{Level: level, ReplaceAttr: redactAttr}), r.gate})
 	dataDir := cmp.Or(g.dataDir, os.Getenv("DURLAB_DATA_DIR"), ".durlab")
 	r.systemDB = cmp.Or(g.systemDB, os.Getenv("DBOS_SYSTEM_DATABASE_URL"), os.Getenv("DBOS_DATABASE_URL"))

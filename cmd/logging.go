@@ -2,8 +2,11 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
+
+	"github.com/durlab/durlab/lab"
 )
 
 // logGate shapes DBOS's log around durlab's own error reporting. While DBOS
@@ -12,10 +15,16 @@ import (
 // configuration gets, and on success the held records are written. While it
 // stops, its ERROR records are dropped: it logs one for every background
 // task it cancels.
+//
+// At the default log level it also drops DBOS's records of the failures the
+// lab injects on purpose (a step retried after an injected failure): they
+// make a correct run look broken, and durlab's own stream tells of them
+// with more context.
 type logGate struct {
-	mu    sync.Mutex
-	state gateState
-	held  []heldRecord
+	mu           sync.Mutex
+	state        gateState
+	held         []heldRecord
+	hideInjected bool
 }
 
 type gateState int
@@ -37,6 +46,9 @@ type gatedHandler struct {
 }
 
 func (h gatedHandler) Handle(ctx context.Context, r slog.Record) error {
+	if h.gate.hideInjected && aboutInjected(r) {
+		return nil
+	}
 	h.gate.mu.Lock()
 	switch h.gate.state {
 	case gateHolding:
@@ -59,6 +71,20 @@ func (h gatedHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h gatedHandler) WithGroup(name string) slog.Handler {
 	return gatedHandler{Handler: h.Handler.WithGroup(name), gate: h.gate}
+}
+
+// aboutInjected tells whether a record is about a failure injected on
+// purpose, or one durlab's stream told of: one of its attributes is an
+// error matching lab.ErrInjected or lab.ErrAnnounced.
+func aboutInjected(r slog.Record) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && (errors.Is(err, lab.ErrInjected) || errors.Is(err, lab.ErrAnnounced)) {
+			found = true
+		}
+		return !found
+	})
+	return found
 }
 
 // hold keeps DBOS's records back until flush; records never flushed are

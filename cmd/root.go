@@ -83,6 +83,9 @@ was duplicated and what survived.`,
 		},
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		PersistentPreRun: func(c *cobra.Command, _ []string) {
+			g.logLevelSet = c.Flags().Changed("log-level")
+		},
 	}
 	root.SetOut(streams.Out)
 	root.SetErr(streams.Err)

@@ -109,8 +109,8 @@ func scriptCmd(ts *testscript.TestScript, name string, args ...string) *exec.Cmd
 }
 
 // json PATH OP VALUE compares a field of the JSON on the last command's
-// stdout. PATH is dotted (.report.result); VALUE is a literal or another
-// PATH. OP is one of == != > >= < <=.
+// stdout. PATH is dotted (.report.result); VALUE is a literal, another
+// PATH, or PATHs joined by + (their sum). OP is one of == != > >= < <= ~.
 func cmdJSON(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 3 {
 		ts.Fatalf("usage: json .path op value")
@@ -123,7 +123,17 @@ func cmdJSON(ts *testscript.TestScript, neg bool, args []string) {
 	left := lookup(ts, doc, args[0])
 	right := any(args[2])
 	if strings.HasPrefix(args[2], ".") {
-		right = lookup(ts, doc, args[2])
+		var sum float64
+		for _, path := range strings.Split(args[2], "+") {
+			v := lookup(ts, doc, path)
+			f, ok := toFloat(v)
+			if !ok || !strings.Contains(args[2], "+") {
+				right = v
+				break
+			}
+			sum += f
+			right = sum
+		}
 	}
 	ok := compare(ts, left, args[1], right)
 	if ok == neg {

@@ -121,6 +121,7 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 		ExecutorID:  g.executor(defaultWorkerID(o.queue)),
 		Logger:      cfg.logger,
 		Notices:     g.io.Err,
+		Stream:      cfg.stream,
 		Faults:      o.faults,
 		Experiments: workflows.Experiments(),
 		Serve:       o.queue,

@@ -8,7 +8,6 @@ package lab
 // (queues.go).
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -82,8 +81,7 @@ func (x *Execution) awaitBatch(in Input, crashPoints CrashPoints, b int, h dbos.
 	if crashPoints == NoCrashPoints {
 		return nil
 	}
-	doneIn, err := dbos.RunAsStep(x.ctx, func(context.Context) (int, error) { return x.number, nil },
-		dbos.WithStepName(fmt.Sprintf("batch_%d_done", b)))
+	doneIn, err := Step(x, fmt.Sprintf("batch_%d_done", b), func(*Attempt) (int, error) { return x.number, nil }, Retries{})
 	if err != nil {
 		return err
 	}
@@ -98,9 +96,9 @@ func (x *Execution) awaitBatch(in Input, crashPoints CrashPoints, b int, h dbos.
 type Batch struct {
 	x          *Execution
 	in         BatchInput
-	pages      [][]fake.User
-	analyzedAt time.Time // once per execution of the batch, as in ex6
-	attempts   int       // the last insert attempt this process made: 0 when it replayed the insert
+	pages      [][]fake.User // pages[i] is page in.PageNumber(i+1)
+	analyzedAt time.Time     // once per execution of the batch, as in ex6
+	attempts   int           // the last insert attempt this process made: 0 when it replayed the insert
 }
 
 // Inserted is the insert step's checkpointed output.
@@ -123,14 +121,10 @@ func GenerateBatch(x *Execution, in BatchInput) (*Batch, error) {
 	return b, nil
 }
 
-// InsertOptions are the insert step's retries: --attempts attempts at a
+// InsertRetries are the insert step's retries: --attempts attempts at a
 // constant 0.1 s, as in ex6.
-func (b *Batch) InsertOptions() []dbos.StepOption {
-	return []dbos.StepOption{
-		dbos.WithStepMaxRetries(max(b.x.rt.faults.Attempts, 1) - 1),
-		dbos.WithStepBaseInterval(100 * time.Millisecond),
-		dbos.WithStepBackoffFactor(1),
-	}
+func (b *Batch) InsertRetries() Retries {
+	return Retries{Attempts: max(b.x.rt.faults.Attempts, 1), Interval: 100 * time.Millisecond, Factor: 1}
 }
 
 // InsertName is the insert step's name.
@@ -140,8 +134,8 @@ func (b *Batch) InsertName() string { return fmt.Sprintf("insert_batch_%d", b.in
 func (b *Batch) Write(a *Attempt) (int, error) {
 	b.attempts = a.N
 	rows := 0
-	for _, users := range b.pages {
-		if err := a.InsertPage(store.Ledger, users, b.analyzedAt); err != nil {
+	for i, users := range b.pages {
+		if err := a.InsertPage(store.Ledger, b.in.PageNumber(i+1), users, b.analyzedAt); err != nil {
 			return rows, err
 		}
 		rows += len(users)
@@ -152,8 +146,9 @@ func (b *Batch) Write(a *Attempt) (int, error) {
 // FailAfterWrite ends attempt a, which wrote rows: with --fail-prob it
 // fails as if the write had been lost.
 func (b *Batch) FailAfterWrite(a *Attempt, rows int) (Inserted, error) {
-	if b.x.Decide(b.x.rt.faults.FailProb, "insert", b.in.Batch, a.N) {
-		return Inserted{}, a.InjectedFailure("injected failure after inserting batch %d (attempt %d)", b.in.Batch, a.N)
+	msg := fmt.Sprintf("injected failure after inserting batch %d (attempt %d)", b.in.Batch, a.N)
+	if err := a.FailIf(b.x.rt.faults.FailProb, msg, "insert", b.in.Batch, a.N); err != nil {
+		return Inserted{}, err
 	}
 	return Inserted{Rows: rows, Attempts: a.N}, nil
 }
@@ -163,7 +158,7 @@ func (b *Batch) FailAfterWrite(a *Attempt, rows int) (Inserted, error) {
 // counted apart so the report can say what it did.
 func (b *Batch) CrashAfterCommit() {
 	where := fmt.Sprintf("after committing batch %d (attempt %d)", b.in.Batch, b.attempts)
-	if b.x.Decide(b.x.rt.faults.CommitCrashProb, where) {
-		b.x.crash(where, true)
+	if p := b.x.rt.faults.CommitCrashProb; b.x.Decide(p, where) {
+		b.x.crash(FaultCommitCrash, where, b.x.decidedBy(p))
 	}
 }

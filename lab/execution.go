@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	"github.com/google/uuid"
 
 	"github.com/durlab/durlab/fake"
 	"github.com/durlab/durlab/store"
@@ -21,19 +23,25 @@ import (
 // handle through which it runs steps, writes users and reaches its crash
 // points.
 type Execution struct {
-	rt   *Runtime
-	ctx  dbos.Context
-	id   string // the workflow ID
-	root string // the main workflow's ID: every row of a run carries it
-	role string // the workflow's place in its run, for fault decisions
-	seed int64
-	// number is the execution number (see Runtime.execution), read only
-	// when a fault decision may use it: it costs a system-database read.
+	rt     *Runtime
+	ctx    dbos.Context
+	id     string // the workflow ID
+	execID string // this execution's ID in the ledger
+	root   string // the main workflow's ID: every row of a run carries it
+	role   string // the workflow's place in its run, for fault decisions
+	seed   int64
+	// number is the execution number (see Runtime.execution).
 	number int
+
+	mu            sync.Mutex
+	current       *Attempt // the attempt running now, for a crash to end
+	replays       int      // steps taken from their checkpoints
+	saidRecovered bool
 }
 
-// Execute runs body as the execution of the workflow ctx belongs to. A
-// workflow function is Execute around its body.
+// Execute runs body as the execution of the workflow ctx belongs to, and
+// records it in the attempt ledger. A workflow function is Execute around
+// its body.
 func Execute[I runInput, O any](ctx dbos.Context, in I, body func(x *Execution) (O, error)) (O, error) {
 	var zero O
 	rt := runtimeOf(ctx)
@@ -44,12 +52,28 @@ func Execute[I runInput, O any](ctx dbos.Context, in I, body func(x *Execution) 
 	if err != nil {
 		return zero, err
 	}
-	x := &Execution{rt: rt, ctx: ctx, id: id, root: in.rootOf(id), role: in.role(), seed: in.runSeed()}
-	if rt.faults.any() {
-		x.number = rt.execution(id)
+	x := &Execution{rt: rt, ctx: ctx, id: id, execID: uuid.NewString(), root: in.rootOf(id), role: in.role(),
+		seed: in.runSeed(), number: 1}
+	mark, fresh := ctx.Value(startedKey{}).(startMark)
+	if !fresh {
+		st, err := rt.status(id, dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+		if err != nil {
+			return zero, err
+		}
+		mark, x.number = startMark{st.Name, st.ParentWorkflowID}, st.Attempts
 	}
-	defer rt.flush(ctx, x.root)
-	return body(x)
+	// A child's first execution, started by its parent in this process,
+	// is recorded with its first write: one killed before it is told by
+	// DBOS's checkpoints (package ledger). A main workflow's, and any
+	// recovery's, is recorded before it runs.
+	if err := x.begin(mark.name, mark.parent, !fresh || mark.parent == ""); err != nil {
+		return zero, err
+	}
+	rt.track(x, true)
+	out, err := body(x)
+	rt.track(x, false)
+	x.end(err)
+	return out, err
 }
 
 // ID is the workflow's ID.
@@ -70,8 +94,13 @@ func (x *Execution) Decide(p float64, coords ...any) bool {
 // MaybeCrash kills the process at crash point where with probability p.
 func (x *Execution) MaybeCrash(p float64, where string) {
 	if x.Decide(p, where) {
-		x.crash(where, false)
+		x.crash(FaultCrash, where, x.decidedBy(p))
 	}
+}
+
+// decidedBy says what decided a fault of probability p.
+func (x *Execution) decidedBy(p float64) string {
+	return fmt.Sprintf("seed %d, probability %v", x.seed, p)
 }
 
 // chance is a uniform number in [0,1) fixed by the seed and the decision's
@@ -85,47 +114,36 @@ func chance(seed int64, coords ...any) float64 {
 	return float64(binary.BigEndian.Uint64(h.Sum(nil))>>11) / (1 << 53)
 }
 
-// crash records the crash, then kills this process with SIGKILL, like the
-// OOM killer: no deferred function, no DBOS shutdown.
-func (x *Execution) crash(where string, afterCommit bool) {
-	x.count(func(s *store.Stats) {
-		s.Crashes++
-		s.InjectedFailures++
-		if afterCommit {
-			s.CommitCrashes++
+// crash records the fault, the end of the attempt it interrupts and of the
+// execution, then kills this process with SIGKILL, like the OOM killer: no
+// deferred function, no DBOS shutdown.
+func (x *Execution) crash(kind, where, decided string) {
+	x.mu.Lock()
+	a := x.current
+	x.mu.Unlock()
+	var events []store.Event
+	if a != nil {
+		events = a.unwritten()
+	}
+	events = append(events, x.faultEvent(kind, where, decided, a))
+	if a != nil {
+		e := a.event(store.AttemptEnded)
+		e.Outcome, e.Site = OutcomeCrashed, where
+		events = append(events, e)
+		if a.tx != nil {
+			// The crash ends the transaction uncommitted; rolled back now,
+			// it frees the store for the record of the crash.
+			a.tx.(dbos.Tx).Rollback(context.WithoutCancel(a.ctx))
 		}
-	})
-	if err := x.rt.flush(x.ctx, x.root); err != nil {
+	}
+	end := x.event(store.ExecutionEnded)
+	end.Outcome, end.Site = OutcomeCrashed, where
+	if err := x.rt.rec.now(x.ctx, append(events, end)...); err != nil {
 		fmt.Fprintf(x.rt.notices, "durlab: could not record the crash: %v\n", err)
 	}
 	fmt.Fprintf(x.rt.notices, "durlab: injected crash %s: SIGKILL to pid %d (workflow %s)\n", where, os.Getpid(), x.root)
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {}
-}
-
-// count updates the in-memory counters of the execution's run.
-func (x *Execution) count(f func(s *store.Stats)) {
-	rt := x.rt
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	s := rt.counters[x.root]
-	if s == nil {
-		s = &store.Stats{}
-		rt.counters[x.root] = s
-	}
-	f(s)
-}
-
-// flush adds root's counters to the store and zeroes them.
-func (rt *Runtime) flush(ctx context.Context, root string) error {
-	rt.mu.Lock()
-	s := rt.counters[root]
-	delete(rt.counters, root)
-	rt.mu.Unlock()
-	if s == nil || *s == (store.Stats{}) {
-		return nil
-	}
-	return rt.store.AddStats(context.WithoutCancel(ctx), root, *s)
 }
 
 // Attempt is one attempt at a step: DBOS runs the step's function once per
@@ -137,70 +155,189 @@ type Attempt struct {
 	// N numbers the attempts of the step in this process, from 1. DBOS
 	// itself does not tell a step which attempt it is on.
 	N int
+
+	id     string // the attempt's ID in the ledger
+	step   string
+	stepID int
+	rows   int // what its writes committed
+	// begin is the attempt's begin event, until a write (or a failure, or
+	// a crash) writes it: an attempt that writes nothing and succeeds is
+	// recorded by its end alone.
+	begin *store.Event
 }
 
-// Step runs fn as a DBOS step named name, once per attempt.
-func Step[R any](x *Execution, name string, fn func(a *Attempt) (R, error), opts ...dbos.StepOption) (R, error) {
+// unwritten takes the attempt's begin event, if no write has taken it yet.
+func (a *Attempt) unwritten() []store.Event {
+	if a.begin == nil {
+		return nil
+	}
+	e := *a.begin
+	a.begin = nil
+	return []store.Event{e}
+}
+
+// Step runs fn as a DBOS step named name, once per attempt, and records
+// every attempt in the ledger (see ledger.go).
+func Step[R any](x *Execution, name string, fn func(a *Attempt) (R, error), retries Retries) (R, error) {
+	next := x.stepIDNext()
 	n := 0 // DBOS calls this same closure for every retry in this process
-	return dbos.RunAsStep(x.ctx, func(ctx context.Context) (R, error) {
+	out, err := dbos.RunAsStep(x.ctx, func(ctx context.Context) (R, error) {
 		n++
-		x.count(func(s *store.Stats) { s.StepAttempts++ })
-		return fn(&Attempt{x: x, ctx: ctx, N: n})
-	}, append(opts, dbos.WithStepName(name))...)
+		x.sayRecovered("running " + name)
+		a := x.newAttempt(ctx, nil, name, stepIDOf(ctx, next), n)
+		begin := a.event(store.AttemptBegan)
+		a.begin = &begin // its first write, a failure or a crash writes it
+		x.setCurrent(a)
+		r, err := fn(a)
+		x.setCurrent(nil)
+		if err != nil {
+			// Written before DBOS waits to retry: a process killed in the
+			// wait still tells how this attempt ended.
+			if rerr := x.rt.rec.now(ctx, append(a.unwritten(), a.endEvent(err))...); rerr != nil {
+				return r, errors.Join(err, rerr)
+			}
+			return r, a.sayFailed(err, retries)
+		}
+		end := a.endEvent(nil)
+		if a.begin != nil {
+			end.Began = a.begin.At
+			a.begin = nil
+		}
+		x.rt.rec.later(end)
+		return r, nil
+	}, append(retries.options(), dbos.WithStepName(name))...)
+	if n == 0 {
+		x.replayed(name, next)
+	}
+	return out, err
 }
 
 // Transaction runs fn as a DBOS transaction on the store named name, once
-// per attempt: its writes and the step's checkpoint commit together, and an
-// error rolls its writes back.
-func Transaction[R any](x *Execution, name string, fn func(a *Attempt) (R, error), opts ...dbos.StepOption) (R, error) {
+// per attempt: its writes, its ledger events and the step's checkpoint
+// commit together, and an error rolls its writes back. The events of an
+// attempt that rolled back are written on their own before DBOS retries.
+// Transaction sets the step's retry predicate itself.
+func Transaction[R any](x *Execution, name string, fn func(a *Attempt) (R, error), retries Retries) (R, error) {
+	next := x.stepIDNext()
 	n := 0
-	return dbos.RunAsTransaction(x.ctx, x.rt.dataSource, func(ctx context.Context, tx dbos.Tx) (R, error) {
-		n++
-		x.count(func(s *store.Stats) { s.StepAttempts++ })
-		return fn(&Attempt{x: x, ctx: ctx, tx: tx, N: n})
-	}, append(opts, dbos.WithStepName(name))...)
-}
-
-// InsertPage writes a page of users to table v under the run's workflow
-// ID: in the attempt's transaction, or in one of its own in a plain step.
-func (a *Attempt) InsertPage(v store.Variant, users []fake.User, analyzedAt time.Time) error {
-	t := a.x.rt.store.Table(v)
-	return a.x.insert(func() error {
-		if a.tx != nil {
-			return t.Insert(a.ctx, a.tx, users, a.x.root, analyzedAt)
+	var rolledBack []store.Event // events of attempts that rolled back, not yet written
+	writeRolledBack := func(ctx context.Context) error {
+		if len(rolledBack) == 0 {
+			return nil
 		}
-		return t.InsertPage(a.ctx, users, a.x.root, analyzedAt)
+		err := x.rt.rec.now(ctx, rolledBack...)
+		rolledBack = nil
+		return err
+	}
+	retry := func(error) bool {
+		if err := writeRolledBack(x.ctx); err != nil {
+			fmt.Fprintf(x.rt.notices, "durlab: %v\n", err)
+		}
+		return true
+	}
+	out, err := dbos.RunAsTransaction(x.ctx, x.rt.dataSource, func(ctx context.Context, tx dbos.Tx) (R, error) {
+		n++
+		x.sayRecovered("running " + name)
+		a := x.newAttempt(ctx, tx, name, stepIDOf(ctx, next), n)
+		begin := a.event(store.AttemptBegan)
+		var zero R
+		if err := x.rt.store.AppendEvents(ctx, tx, append(rolledBack, begin)); err != nil {
+			return zero, err
+		}
+		x.setCurrent(a)
+		r, err := fn(a)
+		x.setCurrent(nil)
+		if err != nil {
+			rolledBack = append(rolledBack, begin, a.endEvent(err))
+			a.rows = 0 // rolled back with the transaction
+			return zero, a.sayFailed(err, retries)
+		}
+		rolledBack = nil // they are in this transaction
+		return r, x.rt.store.AppendEvents(ctx, tx, []store.Event{a.endEvent(nil)})
+	}, append(retries.options(), dbos.WithStepName(name), dbos.WithStepRetryPredicate(retry))...)
+	if werr := writeRolledBack(x.ctx); werr != nil && err == nil {
+		err = werr
+	}
+	if n == 0 {
+		x.replayed(name, next)
+	}
+	return out, err
+}
+
+func (x *Execution) setCurrent(a *Attempt) {
+	x.mu.Lock()
+	x.current = a
+	x.mu.Unlock()
+}
+
+// InsertPage writes page number page, users, to table v under the run's
+// workflow ID, with the ledger's record of it: in the attempt's
+// transaction, or in one of its own in a plain step.
+func (a *Attempt) InsertPage(v store.Variant, page int, users []fake.User, analyzedAt time.Time) error {
+	w := a.event(store.PageWritten)
+	w.Page, w.Rows = page, len(users)
+	err := a.x.rt.timings.TimeStore(func() error {
+		if a.tx != nil {
+			return a.x.rt.store.WritePage(a.ctx, a.tx, v, users, a.x.root, analyzedAt, []store.Event{w})
+		}
+		begin := a.unwritten()
+		err := a.x.write(a.ctx, v, users, analyzedAt, append(begin, w)...)
+		if err != nil && len(begin) > 0 {
+			a.begin = &begin[0] // the write rolled back, its begin with it
+		}
+		return err
 	})
-}
-
-// InsertPage writes a page of users from the workflow body, outside any
-// step: a recovered execution runs it again.
-func (x *Execution) InsertPage(v store.Variant, users []fake.User, analyzedAt time.Time) error {
-	return x.insert(func() error { return x.rt.store.Table(v).InsertPage(x.ctx, users, x.root, analyzedAt) })
-}
-
-// insert times a write and counts the UNIQUE violation it may hit.
-func (x *Execution) insert(write func() error) error {
-	err := x.rt.timings.TimeStore(write)
-	if errors.Is(err, store.ErrDuplicateUser) {
-		x.count(func(s *store.Stats) { s.UniqueViolations++ })
+	if err == nil {
+		a.rows += len(users)
 	}
 	return err
 }
 
-// InjectedFailure counts a failure injected on purpose and returns it.
-func (a *Attempt) InjectedFailure(format string, args ...any) error {
-	a.x.count(func(s *store.Stats) { s.InjectedFailures++ })
-	return fmt.Errorf(format, args...)
+// InsertPage writes page number page, users, from the workflow body,
+// outside any step: a recovered execution runs it again. The ledger
+// records it as a one-attempt operation named step, with no DBOS step ID.
+func (x *Execution) InsertPage(v store.Variant, step string, page int, users []fake.User, analyzedAt time.Time) error {
+	a := x.newAttempt(x.ctx, nil, step, -1, 1)
+	begin := a.event(store.AttemptBegan)
+	// One event stands for the whole operation when it succeeds.
+	w := a.event(store.PageWritten)
+	w.Page, w.Rows, w.Began = page, len(users), begin.At
+	err := x.rt.timings.TimeStore(func() error { return x.write(x.ctx, v, users, analyzedAt, w) })
+	if err != nil {
+		x.rt.rec.later(begin, a.endEvent(err))
+	}
+	return err
+}
+
+// write inserts users into table v, atomically with events and the events
+// waiting for a write.
+func (x *Execution) write(ctx context.Context, v store.Variant, users []fake.User, analyzedAt time.Time, events ...store.Event) error {
+	waiting := x.rt.rec.take()
+	err := x.rt.store.WritePage(ctx, nil, v, users, x.root, analyzedAt, append(waiting, events...))
+	if err != nil {
+		x.rt.rec.giveBack(waiting)
+	}
+	return err
+}
+
+// FailIf injects a failure into attempt a with probability p, decided by
+// the coordinates: it records the fault and returns an error saying msg.
+// It returns nil when no fault fires.
+func (a *Attempt) FailIf(p float64, msg string, coords ...any) error {
+	if !a.x.Decide(p, coords...) {
+		return nil
+	}
+	a.x.rt.rec.later(a.x.faultEvent(FaultFail, fmt.Sprintf("%s#%d", a.step, a.N), a.x.decidedBy(p), a))
+	return injectedError{msg}
 }
 
 // Count counts what the run wrote to table v, as a step: the counts are the
 // workflow's output, checkpointed, so the report never depends on rows a
 // later run may empty away.
 func (x *Execution) Count(v store.Variant) (store.Counts, error) {
-	return dbos.RunAsStep(x.ctx, func(ctx context.Context) (store.Counts, error) {
-		return x.rt.store.Table(v).Counts(ctx, x.root)
-	}, dbos.WithStepName("count_users"))
+	return Step(x, "count_users", func(a *Attempt) (store.Counts, error) {
+		return x.rt.store.Table(v).Counts(a.ctx, x.root)
+	}, Retries{})
 }
 
 // pageOutput is the generate step's checkpointed output. Attempts is read
@@ -216,32 +353,34 @@ type pageOutput struct {
 // 0 it fails with that probability, and DBOS retries it (3 attempts, DBOS's
 // default intervals, as the Python original's retries_allowed step).
 func GeneratePage(x *Execution, page, size int, failProb float64) ([]fake.User, error) {
-	var opts []dbos.StepOption
+	var retries Retries
 	if failProb > 0 {
-		opts = append(opts, dbos.WithStepMaxRetries(2))
+		retries.Attempts = 3
 	}
 	out, err := Step(x, fmt.Sprintf("generate_page_%d", page), func(a *Attempt) (pageOutput, error) {
-		if x.Decide(failProb, "generate", page, a.N) {
-			return pageOutput{}, a.InjectedFailure("injected failure generating page %d (attempt %d)", page, a.N)
+		if err := a.FailIf(failProb, fmt.Sprintf("injected failure generating page %d (attempt %d)", page, a.N), "generate", page, a.N); err != nil {
+			return pageOutput{}, err
 		}
 		return pageOutput{Page: page, Attempts: a.N, Users: x.rt.timings.TimeGenerate(page, size)}, nil
-	}, opts...)
+	}, retries)
 	return out.Users, err
 }
 
 // WritePage is the Python ex1 to ex3's step: it generates a page and writes
-// it, in one step. failAfterWrite, if set, is asked after a successful
-// write whether this attempt must fail anyway.
-func WritePage(x *Execution, page, size int, analyzedAt time.Time, failAfterWrite func(attempt int) bool, opts ...dbos.StepOption) error {
+// it, in one step. failAfterWrite, if set, may fail the attempt after a
+// successful write (with FailIf).
+func WritePage(x *Execution, page, size int, analyzedAt time.Time, failAfterWrite func(a *Attempt) error, retries Retries) error {
 	_, err := Step(x, fmt.Sprintf("write_page_%d", page), func(a *Attempt) (int, error) {
-		if err := a.InsertPage(store.Strict, fake.Page(page, size), analyzedAt); err != nil {
+		if err := a.InsertPage(store.Strict, page, fake.Page(page, size), analyzedAt); err != nil {
 			return 0, err
 		}
-		if failAfterWrite != nil && failAfterWrite(a.N) {
-			return 0, a.InjectedFailure("injected failure after writing page %d (attempt %d)", page, a.N)
+		if failAfterWrite != nil {
+			if err := failAfterWrite(a); err != nil {
+				return 0, err
+			}
 		}
 		return size, nil
-	}, opts...)
+	}, retries)
 	return err
 }
 

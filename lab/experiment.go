@@ -159,6 +159,8 @@ type ChildWorkflow interface {
 type Workflow[I, O any] struct {
 	name string
 	fn   dbos.Workflow[I, O]
+	// dbosName is the name it is registered under.
+	dbosName string
 }
 
 // NewWorkflow names fn, a top-level function, within its experiment.
@@ -170,15 +172,29 @@ func (w *Workflow[I, O]) local() string { return w.name }
 
 func (w *Workflow[I, O]) register(rt *Runtime, name string, opts ...dbos.WorkflowRegistrationOption) {
 	dbos.RegisterWorkflow(rt.dbos, w.fn, append(opts, dbos.WithWorkflowName(name))...)
+	w.dbosName = name
 	rt.registered[w] = true
 }
 
 // Run starts w as a child of the workflow x executes.
 func (w *Workflow[I, O]) Run(x *Execution, in I, opts ...dbos.WorkflowOption) (dbos.WorkflowHandle[O], error) {
 	if !x.rt.registered[w] {
-		return nil, fmt.Errorf("workflow %s is not in its experiment's Children, so DBOS could not recover it", w.name)
+		return nil, fmt.Errorf("workflow %s is not in its experiment's Children: durlab registers only the workflows its descriptors list", w.name)
 	}
-	return dbos.RunWorkflow(x.ctx, w.fn, in, opts...)
+	return dbos.RunWorkflow(started(x.ctx, w.dbosName, x.id), w.fn, in, opts...)
+}
+
+// startedKey marks the context of a dbos.RunWorkflow call made by durlab.
+// DBOS runs the workflow function inside that call only when the call
+// created the workflow: its first execution, whose number is 1. Execute
+// then knows its number and name without reading the system database;
+// recoveries and dequeued workflows run with contexts that have no mark.
+type startedKey struct{}
+
+type startMark struct{ name, parent string }
+
+func started(ctx dbos.Context, name, parent string) dbos.Context {
+	return dbos.WithValue(ctx, startedKey{}, startMark{name, parent})
 }
 
 // register registers every workflow of every experiment, so that Launch can

@@ -57,6 +57,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
@@ -90,7 +91,10 @@ type Config struct {
 	ExecutorID string
 	Logger     *slog.Logger // DBOS's logger
 	Notices    io.Writer    // one-line notices for the user (stderr)
-	Faults     Faults
+	// Stream, if set, gets durlab's one-line events of a run: retries,
+	// recoveries (stream.go).
+	Stream io.Writer
+	Faults Faults
 	// Experiments are registered with DBOS, so that Launch can recover a
 	// workflow of any of them.
 	Experiments []*Experiment
@@ -112,6 +116,7 @@ type Runtime struct {
 	store   store.Store
 	faults  Faults
 	notices io.Writer
+	stream  io.Writer
 
 	// registered are the workflows registered with this runtime's DBOS.
 	registered map[any]bool
@@ -119,8 +124,12 @@ type Runtime struct {
 	// ENQUEUED before Launch recovered (or dead-lettered) them, by name.
 	leftPending map[string][]string
 
-	mu       sync.Mutex
-	counters map[string]*store.Stats // by root workflow ID
+	rec *recorder // the attempt ledger
+	// running are the executions under way in this process; stopping is
+	// set when the process is stopping, so that their ends say so.
+	runningMu sync.Mutex
+	running   map[*Execution]bool
+	stopping  atomic.Bool
 	// analyzedAt is taken once per process, as in the Python ex1 to ex4.
 	analyzedAt time.Time
 
@@ -157,8 +166,8 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	if notices == nil {
 		notices = io.Discard
 	}
-	rt := &Runtime{faults: cfg.Faults, notices: notices, registered: map[any]bool{},
-		counters: map[string]*store.Stats{}, analyzedAt: time.Now().UTC(),
+	rt := &Runtime{faults: cfg.Faults, notices: notices, stream: cfg.Stream, registered: map[any]bool{},
+		running: map[*Execution]bool{}, analyzedAt: time.Now().UTC(),
 		progress: cfg.Progress, queues: map[string]dbos.Queue{},
 		serve: cfg.Serve, selfServe: map[string]bool{}, stop: make(chan struct{})}
 	// NewContext creates and migrates the system database (a missing
@@ -194,6 +203,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 		rt.claim.release()
 		return nil, err
 	}
+	rt.rec = newRecorder(rt.store, rt.ExecutorID())
 	rt.register(cfg.Experiments)
 	// The DataSource must exist before Launch, which may recover an
 	// exactly-once workflow that needs it.
@@ -237,12 +247,51 @@ func (rt *Runtime) shutdown() error {
 	rt.closeOnce.Do(func() {
 		close(rt.stop)
 		rt.watchers.Wait()
+		rt.stopping.Store(true)
 		err := dbos.Shutdown(rt.dbos, 10*time.Second)
+		// Ends and replays still waiting for a write are written now.
+		err = errors.Join(err, rt.recordStopped())
 		// The claim goes last: DBOS has stopped running this executor's
 		// workflows when another process may take the ID.
 		rt.closeErr = errors.Join(err, rt.store.Close(), rt.claim.release())
 	})
 	return rt.closeErr
+}
+
+// track adds or removes a running execution.
+func (rt *Runtime) track(x *Execution, running bool) {
+	rt.runningMu.Lock()
+	defer rt.runningMu.Unlock()
+	if running {
+		rt.running[x] = true
+	} else {
+		delete(rt.running, x)
+	}
+}
+
+// recordStopped ends, in the ledger, the executions (and their attempts)
+// that DBOS's shutdown left running: the process is stopping by a signal,
+// and they stay PENDING for the next run.
+func (rt *Runtime) recordStopped() error {
+	if rt.rec == nil {
+		return nil
+	}
+	rt.runningMu.Lock()
+	var events []store.Event
+	for x := range rt.running {
+		x.mu.Lock()
+		if a := x.current; a != nil && a.tx == nil {
+			e := a.event(store.AttemptEnded)
+			e.Outcome = OutcomeStopped
+			events = append(events, append(a.unwritten(), e)...)
+		}
+		x.mu.Unlock()
+		e := x.event(store.ExecutionEnded)
+		e.Outcome = OutcomeStopped
+		events = append(events, e)
+	}
+	rt.runningMu.Unlock()
+	return rt.rec.now(context.Background(), events...)
 }
 
 // ExecutorID is the executor ID this process claimed.
@@ -283,14 +332,4 @@ func (rt *Runtime) status(id string, opts ...dbos.ListWorkflowsOption) (dbos.Wor
 		return dbos.WorkflowStatus{}, fmt.Errorf("workflow %s not found", id)
 	}
 	return wfs[0], nil
-}
-
-// execution is the number of the current execution of workflow id: 1 for
-// the first run, then one more per recovery.
-func (rt *Runtime) execution(id string) int {
-	st, err := rt.status(id, dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
-	if err != nil {
-		return 0
-	}
-	return st.Attempts
 }

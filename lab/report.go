@@ -5,34 +5,52 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
+	"github.com/durlab/durlab/ledger"
 	"github.com/durlab/durlab/store"
 )
 
 // Report is what an experiment tells the user. The JSON field names are an
 // interface: scripts depend on them.
 type Report struct {
-	Experiment       string `json:"experiment"`
-	WorkflowID       string `json:"workflow_id"`
-	Status           string `json:"status"`
-	Result           int64  `json:"result"`
-	Expected         string `json:"expected"`
-	AsExpected       bool   `json:"as_expected"`
-	Rows             int64  `json:"rows"`
-	UniqueUsers      int64  `json:"unique_users"`
-	Duplicates       int64  `json:"duplicates"`
-	StepAttempts     int64  `json:"step_attempts"`
-	InjectedFailures int64  `json:"injected_failures"`
-	Crashes          int64  `json:"crashes"`
-	CommitCrashes    int64  `json:"commit_crashes"`
-	Recoveries       int    `json:"recoveries"`
-	UniqueViolations int64  `json:"unique_violations"`
-	Seed             int64  `json:"seed"`
-	Attached         bool   `json:"attached"`
-	Error            string `json:"error"`
+	Experiment  string `json:"experiment"`
+	WorkflowID  string `json:"workflow_id"`
+	Status      string `json:"status"`
+	Result      int64  `json:"result"`
+	Expected    string `json:"expected"`
+	AsExpected  bool   `json:"as_expected"`
+	Rows        int64  `json:"rows"`
+	UniqueUsers int64  `json:"unique_users"`
+	Duplicates  int64  `json:"duplicates"`
+	// The duplicates by cause, from the attempt ledger; they sum to
+	// Duplicates.
+	DuplicatesFromRetries       int64 `json:"duplicates_from_retries"`
+	DuplicatesFromRecoveries    int64 `json:"duplicates_from_recoveries"`
+	DuplicatesFromCommitCrashes int64 `json:"duplicates_from_commit_crashes"`
+	// The counts below come from the attempt ledger (see package ledger).
+	StepAttempts     int64 `json:"step_attempts"`
+	InjectedFailures int64 `json:"injected_failures"` // every injected fault, crashes included
+	InjectedCrashes  int64 `json:"injected_crashes"`
+	// Crashes are the processes that died while running the workflow:
+	// by an injected crash, or killed from outside.
+	Crashes           int64 `json:"crashes"`
+	KilledFromOutside int64 `json:"killed_from_outside"`
+	// CommitCrashes are the processes that died right after a write
+	// committed, before its step was checkpointed.
+	CommitCrashes int64 `json:"commit_crashes"`
+	// Recoveries are the main workflow's executions after the first.
+	Recoveries       int   `json:"recoveries"`
+	UniqueViolations int64 `json:"unique_violations"`
+	// RetriedWriteAttempts are the failed attempts whose rows a retry
+	// wrote again.
+	RetriedWriteAttempts int    `json:"retried_write_attempts"`
+	Seed                 int64  `json:"seed"`
+	Attached             bool   `json:"attached"`
+	Error                string `json:"error"`
 	// Lesson is one sentence on what this run shows.
 	Lesson string `json:"lesson"`
 
@@ -130,7 +148,7 @@ func startOrAttach[R any](ctx context.Context, rt *Runtime, name string, wf *Wor
 			return nil, false, err
 		}
 	}
-	h, err := dbos.RunWorkflow(rt.dbos, wf.fn, p.Input)
+	h, err := dbos.RunWorkflow(started(rt.dbos, name, ""), wf.fn, p.Input)
 	return h, false, err
 }
 
@@ -179,29 +197,30 @@ func (rt *Runtime) finish(ctx context.Context, e *Experiment, h dbos.WorkflowHan
 	if errors.Is(runErr, ErrInterrupted) {
 		return Report{}, runErr
 	}
-	rep := Report{Experiment: e.Name, WorkflowID: h.GetWorkflowID(), Attached: attached}
-	st, err := rt.status(rep.WorkflowID, dbos.WithFilterLoadInput(true), dbos.WithFilterLoadOutput(false))
-	if err != nil {
-		return rep, err
-	}
-	rep.Status = string(st.Status)
-	rep.Recoveries = max(st.Attempts-1, 0)
-	if st.Status == dbos.WorkflowStatusMaxRecoveryAttemptsExceeded {
-		rep.Recoveries-- // the last dispatch was refused, not run
-	}
-	// A resumed workflow runs with the input it was started with, which
-	// may differ from this command's flags.
-	in, ok := inputOf(st)
-	if !ok {
-		in = p.Input
-	}
-	rep.Seed, rep.input = in.Seed, in
-	if err := rt.flush(ctx, rep.WorkflowID); err != nil {
-		return rep, err
+	rep := Report{Experiment: e.Name, WorkflowID: h.GetWorkflowID(), Attached: attached,
+		Status: string(dbos.WorkflowStatusSuccess), Seed: p.Seed, input: p.Input}
+	// A workflow this process started and saw succeed is told by its
+	// result; any other may have been dead-lettered, and a resumed one runs
+	// with the input it was started with, which may differ from this
+	// command's flags.
+	if attached || runErr != nil {
+		st, err := rt.status(rep.WorkflowID, dbos.WithFilterLoadInput(true), dbos.WithFilterLoadOutput(false))
+		if err != nil {
+			return rep, err
+		}
+		rep.Status = string(st.Status)
+		rep.Recoveries = max(st.Attempts-1, 0)
+		if st.Status == dbos.WorkflowStatusMaxRecoveryAttemptsExceeded {
+			rep.Recoveries-- // the last dispatch was refused, not run
+		}
+		if in, ok := inputOf(st); ok {
+			rep.Seed, rep.input = in.Seed, in
+		}
 	}
 	c := out
 	if runErr != nil {
 		rep.Error = runErr.Error()
+		var err error
 		if c, err = t.Counts(ctx, rep.WorkflowID); err != nil {
 			return rep, err
 		}
@@ -211,13 +230,109 @@ func (rt *Runtime) finish(ctx context.Context, e *Experiment, h dbos.WorkflowHan
 		rep.Result = c.Rows
 	}
 	rep.Rows, rep.UniqueUsers, rep.Duplicates = c.Rows, c.UniqueUsers, c.Rows-c.UniqueUsers
-	s, err := rt.store.Stats(ctx, rep.WorkflowID)
+	run, err := rt.ReadRun(ctx, rep.WorkflowID)
 	if err != nil {
 		return rep, err
 	}
-	rep.StepAttempts, rep.InjectedFailures = s.StepAttempts, s.InjectedFailures
-	rep.Crashes, rep.CommitCrashes, rep.UniqueViolations = s.Crashes, s.CommitCrashes, s.UniqueViolations
+	rep.setSummary(run.Summary())
 	return rep, nil
+}
+
+// setSummary takes the report's counts from the ledger's summary.
+func (r *Report) setSummary(s ledger.Summary) {
+	r.StepAttempts, r.InjectedFailures, r.InjectedCrashes = s.StepAttempts, s.InjectedFailures, s.InjectedCrashes
+	r.UniqueViolations, r.RetriedWriteAttempts = s.UniqueViolations, s.RetriedWrites
+	r.Crashes, r.KilledFromOutside, r.CommitCrashes = s.Crashes, s.Killed, s.CommitCrashes
+	r.DuplicatesFromRetries = s.DuplicatesFromRetries
+	r.DuplicatesFromRecoveries = s.DuplicatesFromRecoveries
+	r.DuplicatesFromCommitCrashes = s.DuplicatesFromCommitCrashes
+	if s.Executions > 0 {
+		r.Recoveries = s.Recoveries
+	}
+}
+
+// ReadRun reads what happened to the run whose main workflow is root, from
+// the ledger and the system database, once this process's waiting events
+// are written.
+func (rt *Runtime) ReadRun(ctx context.Context, root string) (*ledger.Run, error) {
+	if err := rt.rec.now(ctx); err != nil {
+		return nil, err
+	}
+	return ReadRun(ctx, rt.dbos, rt.store, root, false, nil)
+}
+
+// ReadRun reads what happened to the run whose main workflow is root, from
+// the store's ledger and the system database c; with full, DBOS's records
+// of every workflow of the run, not only those the ledger needs. alive tells
+// whether the process of an execution with no end still runs (nil: none
+// does).
+func ReadRun(ctx context.Context, c dbos.Client, st store.Store, root string, full bool, alive func(executorID string, pid int, host string) bool) (*ledger.Run, error) {
+	events, err := st.Events(ctx, root)
+	if err != nil {
+		return nil, err
+	}
+	statuses := func() ([]dbos.WorkflowStatus, error) {
+		wfs, err := dbos.ListWorkflows(c, dbos.WithFilterWorkflowIDs(root),
+			dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+		if err != nil {
+			return nil, err
+		}
+		children, err := dbos.ListWorkflows(c, dbos.WithFilterParentWorkflowID(root),
+			dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+		return append(wfs, children...), err
+	}
+	return ledger.Assemble(ledger.Source{
+		Root: root, Events: events, Statuses: statuses, Full: full, Alive: alive,
+		Steps: func(id string) ([]dbos.StepInfo, error) {
+			return dbos.GetWorkflowSteps(c, id, dbos.WithStepsLoadOutput(false))
+		},
+	})
+}
+
+// Failures are the injected failures that were not crashes.
+func (r *Report) Failures() int64 { return r.InjectedFailures - r.InjectedCrashes }
+
+// DuplicateCauses says, from the ledger, why the run's duplicate rows were
+// written: "all from ..." when one cause wrote them all.
+func (r *Report) DuplicateCauses() string {
+	type part struct {
+		n    int64
+		what string
+	}
+	var parts []part
+	if n := r.DuplicatesFromRetries; n > 0 {
+		k := r.RetriedWriteAttempts
+		parts = append(parts, part{n, fmt.Sprintf("from %d retried %s that had written before failing", k, plural(k, "attempt", "attempts"))})
+	}
+	if n := r.DuplicatesFromCommitCrashes; n > 0 {
+		parts = append(parts, part{n, "from crashes right after a write committed, before its checkpoint (the recovery ran the write again)"})
+	}
+	if n := r.DuplicatesFromRecoveries; n > 0 {
+		parts = append(parts, part{n, "from recovered executions that ran the workflow body's writes again"})
+	}
+	switch len(parts) {
+	case 0:
+		return "none"
+	case 1:
+		return "all " + parts[0].what
+	}
+	var texts []string
+	for _, p := range parts {
+		texts = append(texts, fmt.Sprintf("%d %s", p.n, p.what))
+	}
+	return strings.Join(texts, ", ")
+}
+
+func plural[N int | int64](n N, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// Count is n with its noun, singular or plural: "1 crash", "2 crashes".
+func Count[N int | int64](n N, one, many string) string {
+	return fmt.Sprintf("%d %s", n, plural(n, one, many))
 }
 
 // inputOf decodes the workflow's recorded input, so that a resumed run

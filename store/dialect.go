@@ -19,10 +19,21 @@ type dialect struct {
 	name         string
 	placeholder  func(n int) string
 	timeType     string // analyzed_at, created_at
-	intType      string // the stats
+	intType      string // the ledger's numbers
 	createdAtNow string // created_at's default: the insert time, sub-second
 	// timeArg is how analyzed_at is bound.
 	timeArg func(t time.Time) any
+	// clusteredTable ends a CREATE TABLE whose rows live in their primary
+	// key's b-tree.
+	clusteredTable string
+	// prepare: statements run often are prepared once. On SQLite, where a
+	// statement costs no round trip, preparing a page's INSERT costs about
+	// as much as running it. On Postgres a statement is a round trip, so
+	// fewer statements matter more; pgx caches its prepared statements.
+	prepare bool
+	// oneStatement: a page and its events can be written by one statement
+	// (a data-modifying CTE), which commits atomically on its own.
+	oneStatement bool
 	// schemaLock serialises schema changes among processes ("" when opening
 	// is serialised otherwise).
 	schemaLock string
@@ -40,13 +51,15 @@ type dialect struct {
 // id) would build a temporary b-tree of every ID, in memory with
 // temp_store=MEMORY.
 var sqliteDialect = dialect{
-	name:         "sqlite",
-	placeholder:  func(int) string { return "?" },
-	timeType:     "TEXT",
-	intType:      "INTEGER",
-	createdAtNow: "(strftime('%Y-%m-%d %H:%M:%f', 'now'))",
-	timeArg:      func(t time.Time) any { return t.UTC().Format(time.RFC3339Nano) },
-	columnsSQL:   `SELECT name, pk > 0 FROM pragma_table_info(?)`,
+	name:           "sqlite",
+	placeholder:    func(int) string { return "?" },
+	timeType:       "TEXT",
+	intType:        "INTEGER",
+	createdAtNow:   "(strftime('%Y-%m-%d %H:%M:%f', 'now'))",
+	timeArg:        func(t time.Time) any { return t.UTC().Format(time.RFC3339Nano) },
+	clusteredTable: " WITHOUT ROWID",
+	prepare:        true,
+	columnsSQL:     `SELECT name, pk > 0 FROM pragma_table_info(?)`,
 	countsSQL: func(v Variant) string {
 		return `SELECT COALESCE(SUM(n), 0), COUNT(*) FROM
 		(SELECT COUNT(*) AS n FROM ` + v.Table() + ` WHERE workflow_id = ? GROUP BY id)`
@@ -72,6 +85,7 @@ var postgresDialect = dialect{
 	intType:      "BIGINT",
 	createdAtNow: "clock_timestamp()",
 	timeArg:      func(t time.Time) any { return t },
+	oneStatement: true,
 	schemaLock:   fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, pgSchemaLock),
 	// The table as the search_path resolves it.
 	columnsSQL: `SELECT a.attname::text, COALESCE(a.attnum = ANY(i.indkey::int2[]), false)
@@ -103,45 +117,18 @@ func (d dialect) createUsers(v Variant) string {
 		PRIMARY KEY (` + key + `))`
 }
 
-func (d dialect) createStats() string {
-	return `CREATE TABLE IF NOT EXISTS durlab_stats (
-		workflow_id TEXT PRIMARY KEY,
-		step_attempts ` + d.intType + ` NOT NULL DEFAULT 0,
-		injected_failures ` + d.intType + ` NOT NULL DEFAULT 0,
-		unique_violations ` + d.intType + ` NOT NULL DEFAULT 0,
-		crashes ` + d.intType + ` NOT NULL DEFAULT 0,
-		commit_crashes ` + d.intType + ` NOT NULL DEFAULT 0)`
-}
-
 // createAll is every table a store needs, created at open.
 func (d dialect) createAll() []string {
-	return []string{d.createStats(), d.createUsers(Strict), d.createUsers(Ledger)}
+	return append([]string{d.createUsers(Strict), d.createUsers(Ledger)}, d.createEvents()...)
 }
 
-func (d dialect) addStats() string {
-	p := d.placeholder
-	return `INSERT INTO durlab_stats
-		(workflow_id, step_attempts, injected_failures, unique_violations, crashes, commit_crashes)
-		VALUES (` + p(1) + `, ` + p(2) + `, ` + p(3) + `, ` + p(4) + `, ` + p(5) + `, ` + p(6) + `)
-		ON CONFLICT (workflow_id) DO UPDATE SET
-		step_attempts = durlab_stats.step_attempts + excluded.step_attempts,
-		injected_failures = durlab_stats.injected_failures + excluded.injected_failures,
-		unique_violations = durlab_stats.unique_violations + excluded.unique_violations,
-		crashes = durlab_stats.crashes + excluded.crashes,
-		commit_crashes = durlab_stats.commit_crashes + excluded.commit_crashes`
-}
-
-func addStatsArgs(workflowID string, d Stats) []any {
-	return []any{workflowID, d.StepAttempts, d.InjectedFailures, d.UniqueViolations, d.Crashes, d.CommitCrashes}
-}
-
-func (d dialect) selectStats() string {
-	return `SELECT step_attempts, injected_failures, unique_violations, crashes, commit_crashes
-		FROM durlab_stats WHERE workflow_id = ` + d.placeholder(1)
-}
-
-func statsDest(st *Stats) []any {
-	return []any{&st.StepAttempts, &st.InjectedFailures, &st.UniqueViolations, &st.Crashes, &st.CommitCrashes}
+// createView creates a view unless it exists (SQLite) or replaces it
+// (Postgres, which has no IF NOT EXISTS for views).
+func (d dialect) createView(name, query string) string {
+	if d.name == "postgres" {
+		return "CREATE OR REPLACE VIEW " + name + " AS " + query
+	}
+	return "CREATE VIEW IF NOT EXISTS " + name + " AS " + query
 }
 
 // latestCount is the window-function count from the Python original: the

@@ -40,11 +40,23 @@ func openPostgres(ctx context.Context, u dburl.URL) (Store, error) {
 		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
 	}
 	s := &sqlStore{db: stdlib.OpenDBFromPool(pool), d: postgresDialect, pool: pool}
+	lcfg := cfg.Copy()
+	lcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	lcfg.MaxConns = 2
+	if s.ledgerPool, err = pgxpool.NewWithConfig(ctx, lcfg); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
+	}
+	s.ledger = stdlib.OpenDBFromPool(s.ledgerPool)
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		if errors.Is(err, ErrForeignSchema) {
 			return nil, err
 		}
+		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
+	}
+	if err := s.prepareEvents(ctx); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
 	}
 	return s, nil

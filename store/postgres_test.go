@@ -56,10 +56,10 @@ func TestPostgresForeignTableIsRefusedAndUntouched(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT email FROM users`).Scan(&email); err != nil || email != "a@b.c" {
 		t.Fatalf("foreign table changed: %q, %v", email, err)
 	}
-	var stats bool
-	pool.QueryRow(ctx, `SELECT to_regclass('durlab_stats') IS NOT NULL`).Scan(&stats)
-	if stats {
-		t.Fatal("Open wrote durlab_stats beside a foreign table")
+	var events bool
+	pool.QueryRow(ctx, `SELECT to_regclass('durlab_events') IS NOT NULL`).Scan(&events)
+	if events {
+		t.Fatal("Open wrote durlab_events beside a foreign table")
 	}
 }
 

@@ -3,7 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
+	"sync"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
@@ -19,6 +19,46 @@ type sqlStore struct {
 	// pool is the Postgres pool behind db, which DBOS needs for a Postgres
 	// data source (it takes a *sql.DB for SQLite); nil on SQLite.
 	pool *pgxpool.Pool
+	// ledger appends the events that are not part of a write; nil: db.
+	// On Postgres its sessions commit asynchronously (see ledger.go).
+	ledger     *sql.DB
+	ledgerPool *pgxpool.Pool
+	// insertEvent appends one event: prepared once, because a page's
+	// transaction carries a few events and preparing a 22-column INSERT
+	// costs more than running it.
+	insertEvent *sql.Stmt
+	// prepared are the INSERTs of users, by SQL text: the same few, one per
+	// page size, run once per page; preparing one costs about as much as
+	// running it. A statement first met inside a transaction runs
+	// unprepared and is prepared when the transaction ends: preparing it
+	// inside would wait forever for SQLite's only connection, which the
+	// transaction holds.
+	prepared sync.Map // SQL text -> *sql.Stmt
+	wanted   sync.Map // SQL text -> true: to prepare after the transaction
+}
+
+// prepareWanted prepares the statements transactions met unprepared.
+func (s *sqlStore) prepareWanted(ctx context.Context) {
+	s.wanted.Range(func(k, _ any) bool {
+		query := k.(string)
+		s.wanted.Delete(query)
+		if _, ok := s.prepared.Load(query); ok {
+			return true
+		}
+		if st, err := s.db.PrepareContext(ctx, query); err == nil {
+			if _, loaded := s.prepared.LoadOrStore(query, st); loaded {
+				st.Close()
+			}
+		}
+		return true
+	})
+}
+
+func (s *sqlStore) ledgerDB() *sql.DB {
+	if s.ledger != nil {
+		return s.ledger
+	}
+	return s.db
 }
 
 // sqlTx is a transaction of the store's own, as a Tx.
@@ -83,6 +123,12 @@ func (s *sqlStore) checkTable(ctx context.Context, tx *sql.Tx, v Variant) error 
 func (s *sqlStore) Table(v Variant) Table { return sqlTable{s: s, v: v} }
 
 func (s *sqlStore) Update(ctx context.Context, f func(tx Tx) error) error {
+	err := s.update(ctx, f)
+	s.prepareWanted(ctx)
+	return err
+}
+
+func (s *sqlStore) update(ctx context.Context, f func(tx Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -94,20 +140,6 @@ func (s *sqlStore) Update(ctx context.Context, f func(tx Tx) error) error {
 	return s.d.classify(tx.Commit())
 }
 
-func (s *sqlStore) AddStats(ctx context.Context, workflowID string, d Stats) error {
-	_, err := s.db.ExecContext(ctx, s.d.addStats(), addStatsArgs(workflowID, d)...)
-	return err
-}
-
-func (s *sqlStore) Stats(ctx context.Context, workflowID string) (Stats, error) {
-	var st Stats
-	err := s.db.QueryRowContext(ctx, s.d.selectStats(), workflowID).Scan(statsDest(&st)...)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Stats{}, nil
-	}
-	return st, err
-}
-
 func (s *sqlStore) NewDataSource(c dbos.Client) (*dbos.DataSource, error) {
 	if s.pool != nil {
 		return dbos.NewDataSource(c, s.pool)
@@ -116,7 +148,18 @@ func (s *sqlStore) NewDataSource(c dbos.Client) (*dbos.DataSource, error) {
 }
 
 func (s *sqlStore) Close() error {
+	if s.insertEvent != nil {
+		s.insertEvent.Close()
+	}
+	s.prepared.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
 	err := s.db.Close()
+	if s.ledger != nil {
+		s.ledger.Close()
+		s.ledgerPool.Close()
+	}
 	if s.pool != nil {
 		s.pool.Close()
 	}
@@ -132,8 +175,18 @@ type sqlTable struct {
 func (t sqlTable) Variant() Variant { return t.v }
 
 func (t sqlTable) Insert(ctx context.Context, tx Tx, users []fake.User, workflowID string, analyzedAt time.Time) error {
+	own, isOwn := tx.(sqlTx)
 	for _, st := range t.s.d.insertStatements(t.v, users, workflowID, analyzedAt) {
-		if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
+		var err error
+		if prepared, ok := t.s.prepared.Load(st.sql); ok && isOwn {
+			_, err = own.tx.StmtContext(ctx, prepared.(*sql.Stmt)).ExecContext(ctx, st.args...)
+		} else {
+			if isOwn && t.s.d.prepare {
+				t.s.wanted.Store(st.sql, true)
+			}
+			_, err = tx.Exec(ctx, st.sql, st.args...)
+		}
+		if err != nil {
 			return t.s.d.classify(err)
 		}
 	}

@@ -106,5 +106,9 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
 	}
+	if err := s.prepareEvents(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
+	}
 	return s, nil
 }

@@ -79,17 +79,6 @@ type Counts struct {
 	Latest      int64 `json:"latest"`       // the window-function count: the latest row per (id, workflow_id)
 }
 
-// Stats are what the experiments observed while running a workflow, kept in
-// the store so that a report after a crash still counts what the dead
-// process did.
-type Stats struct {
-	StepAttempts     int64
-	InjectedFailures int64
-	UniqueViolations int64
-	Crashes          int64
-	CommitCrashes    int64 // the crashes right after an insert committed
-}
-
 // Tx is the transaction a write joins: the dbos.Tx that
 // dbos.RunAsTransaction hands its function, or one begun by Store.Update.
 type Tx interface {
@@ -116,18 +105,26 @@ type Table interface {
 	Delete(ctx context.Context, workflowIDs []string) (int64, error)
 }
 
-// Store is one database: its two users tables and the stats, all created
-// when it opens, so a recovered workflow or a worker's batch finds them.
+// Store is one database: its two users tables and the attempt ledger, all
+// created when it opens, so a recovered workflow or a worker's batch finds
+// them.
 type Store interface {
 	// Table is the users table of variant v.
 	Table(v Variant) Table
 	// Update runs f in a transaction, committed when f returns nil and
 	// rolled back otherwise; f's error is returned as it is.
 	Update(ctx context.Context, f func(tx Tx) error) error
-	// AddStats adds delta to the stats kept for workflowID.
-	AddStats(ctx context.Context, workflowID string, delta Stats) error
-	// Stats returns the stats kept for workflowID (zero if none).
-	Stats(ctx context.Context, workflowID string) (Stats, error)
+	// WritePage writes a page of users to table v under workflowID together
+	// with the ledger events that go with it, atomically: in tx, which the
+	// caller commits, or, with tx nil, on its own. Its errors are Insert's.
+	WritePage(ctx context.Context, tx Tx, v Variant, users []fake.User, workflowID string, analyzedAt time.Time, events []Event) error
+	// AppendEvents adds events to the attempt ledger (ledger.go): in tx,
+	// committing or rolling back with it, or, with tx nil, at once and
+	// atomically.
+	AppendEvents(ctx context.Context, tx Tx, events []Event) error
+	// Events returns the events of the run whose main workflow is root,
+	// earliest first; none when the ledger holds none.
+	Events(ctx context.Context, root string) ([]Event, error)
 	// NewDataSource makes the store a DBOS data source of c, for
 	// dbos.RunAsTransaction: DBOS creates its transaction_completion table
 	// in the store. It must be called before c is launched.

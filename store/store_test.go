@@ -117,23 +117,6 @@ func TestTablesAreSeparateAndEmptiedWorkflowByWorkflow(t *testing.T) {
 	})
 }
 
-func TestStatsAccumulate(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s Store) {
-		ctx := context.Background()
-		if st, err := s.Stats(ctx, "wf"); err != nil || st != (Stats{}) {
-			t.Fatalf("empty stats = %+v, %v", st, err)
-		}
-		for range 2 {
-			if err := s.AddStats(ctx, "wf", Stats{StepAttempts: 3, InjectedFailures: 1, Crashes: 1, CommitCrashes: 1}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if st, _ := s.Stats(ctx, "wf"); st != (Stats{StepAttempts: 6, InjectedFailures: 2, Crashes: 2, CommitCrashes: 2}) {
-			t.Fatalf("stats = %+v", st)
-		}
-	})
-}
-
 func TestForeignTableIsRefusedAndUntouched(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "users.db")
 	db, err := sql.Open("sqlite3", path)
@@ -172,8 +155,8 @@ func TestOpenRefusesForeignTableWithoutWriting(t *testing.T) {
 	db, _ = sql.Open("sqlite3", path)
 	defer db.Close()
 	var n int
-	db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE name = 'durlab_stats'`).Scan(&n)
+	db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE name = 'durlab_events'`).Scan(&n)
 	if n != 0 {
-		t.Fatal("Open wrote durlab_stats into a foreign database")
+		t.Fatal("Open wrote durlab_events into a foreign database")
 	}
 }

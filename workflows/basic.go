@@ -29,14 +29,18 @@ the workflow wrote. Safe to run again: every run has its own workflow ID.`,
 	Expected: lab.PagesExpected,
 	Judge: func(rep *lab.Report) {
 		rep.AsExpected = rep.Succeeded() && rep.Rows == rep.RunInput().Users()
-		rep.Lesson = fmt.Sprintf("each step's write was checkpointed once: %d rows for %d users", rep.Rows, rep.UniqueUsers)
+		if rep.Duplicates > 0 {
+			rep.Lesson = fmt.Sprintf("%d duplicate rows, %s", rep.Duplicates, rep.DuplicateCauses())
+		} else {
+			rep.Lesson = fmt.Sprintf("each step's write was checkpointed once: %d rows for %d users", rep.Rows, rep.UniqueUsers)
+		}
 	},
 }
 
 func basicWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
 	return lab.Execute(ctx, in, func(x *lab.Execution) (store.Counts, error) {
 		for page := range in.Pages {
-			if err := lab.WritePage(x, page, in.PageSize, x.AnalyzedAt(), nil); err != nil {
+			if err := lab.WritePage(x, page, in.PageSize, x.AnalyzedAt(), nil, lab.Retries{}); err != nil {
 				return store.Counts{}, err
 			}
 		}

@@ -73,7 +73,7 @@ func dedupBatchWorkflow(ctx dbos.Context, in lab.BatchInput) (int64, error) {
 			// recovered execution insert the batch again.
 			b.CrashAfterCommit()
 			return b.FailAfterWrite(a, rows)
-		}, b.InsertOptions()...)
+		}, b.InsertRetries())
 		return int64(out.Rows), err
 	})
 }

@@ -34,10 +34,15 @@ together. Compare the two with 'durlab compare'.`,
 	Judge: func(rep *lab.Report) {
 		judgeBatches(rep)
 		rep.AsExpected = rep.AsExpected && rep.Rows == rep.UniqueUsers
-		if rep.AsExpected {
-			rep.Lesson = fmt.Sprintf("every insert committed together with its checkpoint: %d rows for %d users, 0 duplicates, after %d injected failures and %d crashes (%d right after an insert committed: its recovery found the step done)", rep.Rows, rep.UniqueUsers, rep.InjectedFailures, rep.Crashes, rep.CommitCrashes)
-		} else if rep.Duplicates > 0 {
-			rep.Lesson = fmt.Sprintf("%d duplicates: an insert and its checkpoint did not commit together", rep.Duplicates)
+		switch {
+		case rep.AsExpected:
+			rep.Lesson = fmt.Sprintf("every insert committed together with its checkpoint: %d rows for %d users, 0 duplicates, after %s and %s",
+				rep.Rows, rep.UniqueUsers, lab.Count(rep.Failures(), "injected failure", "injected failures"), lab.Count(rep.Crashes, "crash", "crashes"))
+			if rep.CommitCrashes > 0 {
+				rep.Lesson += fmt.Sprintf(" (%d right after an insert committed: its recovery found the step done)", rep.CommitCrashes)
+			}
+		case rep.Duplicates > 0:
+			rep.Lesson = fmt.Sprintf("%d duplicates, %s: an insert and its checkpoint did not commit together", rep.Duplicates, rep.DuplicateCauses())
 		}
 	},
 }
@@ -64,7 +69,7 @@ func exactlyOnceBatchWorkflow(ctx dbos.Context, in lab.BatchInput) (int64, error
 			}
 			// Returning an error rolls the insert back with the transaction.
 			return b.FailAfterWrite(a, rows)
-		}, b.InsertOptions()...)
+		}, b.InsertRetries())
 		if err != nil {
 			return 0, err
 		}

@@ -42,10 +42,8 @@ func judgeBatches(rep *lab.Report) {
 		rep.Lesson = rep.DeadLetterLesson()
 	case !rep.AsExpected:
 		rep.Lesson = fmt.Sprintf("the workflow ended %s with %d of %d users", rep.Status, result, want)
-	case rep.Duplicates > 0 && rep.CommitCrashes > 0:
-		rep.Lesson = fmt.Sprintf("%d duplicate rows, from retried inserts and from %d crash(es) right after an insert committed (the recovery ran the insert again), yet the window-function count is exactly %d", rep.Duplicates, rep.CommitCrashes, result)
 	case rep.Duplicates > 0:
-		rep.Lesson = fmt.Sprintf("%d duplicate rows from retried inserts and recovered executions, yet the window-function count is exactly %d", rep.Duplicates, result)
+		rep.Lesson = fmt.Sprintf("%d duplicate rows, %s, yet the window-function count is exactly %d", rep.Duplicates, rep.DuplicateCauses(), result)
 	default:
 		rep.Lesson = fmt.Sprintf("no duplicates this time: rows, unique users and the window-function count all equal %d", result)
 	}

@@ -51,11 +51,12 @@ func profileBatchWorkflow(ctx dbos.Context, in lab.BatchInput) (int64, error) {
 		analyzedAt := time.Now().UTC()
 		var rows int64
 		for p := 1; p <= in.Pages; p++ {
-			users, err := lab.GeneratePage(x, in.PageNumber(p), in.PageSize, 0)
+			page := in.PageNumber(p)
+			users, err := lab.GeneratePage(x, page, in.PageSize, 0)
 			if err != nil {
 				return 0, err
 			}
-			if err := x.InsertPage(store.Strict, users, analyzedAt); err != nil {
+			if err := x.InsertPage(store.Strict, fmt.Sprintf("insert_page_%d", page), page, users, analyzedAt); err != nil {
 				return 0, err
 			}
 			rows += int64(len(users))

@@ -35,8 +35,12 @@ A workflow that crashes more than --max-recovery-attempts times is dead-lettered
 		switch {
 		case rep.DeadLetterLesson() != "":
 			rep.Lesson = rep.DeadLetterLesson()
+		case rep.Duplicates > 0:
+			rep.Lesson = fmt.Sprintf("recovered after %s; %d duplicate rows, %s", lab.Count(rep.Crashes, "crash", "crashes"), rep.Duplicates, rep.DuplicateCauses())
+		case rep.Crashes > 0:
+			rep.Lesson = fmt.Sprintf("recovered after %s: checkpointed steps were not run again, so %d rows for %d users", lab.Count(rep.Crashes, "crash", "crashes"), rep.Rows, rep.UniqueUsers)
 		case rep.Recoveries > 0:
-			rep.Lesson = fmt.Sprintf("recovered after %d crash(es): checkpointed steps were not run again, so %d rows for %d users", rep.Recoveries, rep.Rows, rep.UniqueUsers)
+			rep.Lesson = fmt.Sprintf("no crash, but %s after the first (the workflow was resumed): checkpointed steps were not run again, so %d rows for %d users", lab.Count(int64(rep.Recoveries), "execution", "executions"), rep.Rows, rep.UniqueUsers)
 		default:
 			rep.Lesson = "no crash this time; run it again (or with --crash-prob 1) to see a recovery"
 		}
@@ -49,7 +53,7 @@ func recoverWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
 			if page > 0 {
 				x.MaybeCrash(x.Faults().CrashProb, fmt.Sprintf("before page %d", page))
 			}
-			if err := lab.WritePage(x, page, in.PageSize, x.AnalyzedAt(), nil); err != nil {
+			if err := lab.WritePage(x, page, in.PageSize, x.AnalyzedAt(), nil, lab.Retries{}); err != nil {
 				return store.Counts{}, err
 			}
 		}

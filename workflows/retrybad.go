@@ -35,7 +35,7 @@ Exit 0 means the lesson was observed: the workflow failed on the constraint.`,
 	Judge: func(rep *lab.Report) {
 		rep.AsExpected = rep.UniqueViolations > 0 && rep.Status == string(dbos.WorkflowStatusError)
 		if rep.AsExpected {
-			rep.Lesson = fmt.Sprintf("the step wrote, failed, and was retried: the retry wrote the same users again and hit the UNIQUE constraint %d time(s); keep writes out of steps that can fail after writing", rep.UniqueViolations)
+			rep.Lesson = fmt.Sprintf("the step wrote, failed, and was retried: the retry wrote the same users again and hit the UNIQUE constraint %s; keep writes out of steps that can fail after writing", lab.Count(rep.UniqueViolations, "time", "times"))
 		} else {
 			rep.Lesson = "no retry rewrote a page, so the UNIQUE constraint was never hit (raise --fail-prob or --attempts to see it)"
 		}
@@ -46,11 +46,14 @@ func retryBadWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
 	return lab.Execute(ctx, in, func(x *lab.Execution) (store.Counts, error) {
 		attempts := max(x.Faults().Attempts, 1)
 		for page := range in.Pages {
-			failAfterWrite := func(attempt int) bool {
-				return attempt < attempts && x.Decide(x.Faults().FailProb, "page", page, attempt)
+			failAfterWrite := func(a *lab.Attempt) error {
+				if a.N >= attempts {
+					return nil
+				}
+				msg := fmt.Sprintf("injected failure after writing page %d (attempt %d)", page, a.N)
+				return a.FailIf(x.Faults().FailProb, msg, "page", page, a.N)
 			}
-			if err := lab.WritePage(x, page, in.PageSize, x.AnalyzedAt(), failAfterWrite,
-				dbos.WithStepMaxRetries(attempts-1)); err != nil {
+			if err := lab.WritePage(x, page, in.PageSize, x.AnalyzedAt(), failAfterWrite, lab.Retries{Attempts: attempts}); err != nil {
 				return store.Counts{}, err
 			}
 		}

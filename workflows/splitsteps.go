@@ -40,7 +40,7 @@ re-executes the inserts: no UNIQUE violation, and more rows than unique users.`,
 		case rep.DeadLetterLesson() != "":
 			rep.Lesson = rep.DeadLetterLesson()
 		case rep.Rows > rep.UniqueUsers:
-			rep.Lesson = fmt.Sprintf("rows outnumber unique users (%d rows, %d users): the recovered execution inserted its pages again under a new analyzed_at, so no UNIQUE violation, but %d duplicates", rep.Rows, rep.UniqueUsers, rep.Duplicates)
+			rep.Lesson = fmt.Sprintf("rows outnumber unique users (%d rows, %d users): %d duplicates, %s; each execution inserts under its own analyzed_at, so no UNIQUE violation", rep.Rows, rep.UniqueUsers, rep.Duplicates, rep.DuplicateCauses())
 		default:
 			rep.Lesson = "no crash this time, so rows equal users; run with --crash-prob 1, then again with --crash-prob 0, to see the duplicates"
 		}
@@ -56,11 +56,11 @@ func splitStepsWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
 			}
 			users, err := lab.Step(x, fmt.Sprintf("generate_page_%d", page), func(*lab.Attempt) ([]fake.User, error) {
 				return fake.Page(page, in.PageSize), nil
-			})
+			}, lab.Retries{})
 			if err != nil {
 				return store.Counts{}, err
 			}
-			if err := x.InsertPage(store.Strict, users, analyzedAt); err != nil {
+			if err := x.InsertPage(store.Strict, fmt.Sprintf("insert_page_%d", page), page, users, analyzedAt); err != nil {
 				return store.Counts{}, err
 			}
 		}
