@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -251,6 +252,9 @@ func printReport(io IOStreams, asJSON bool, rep lab.Report, elapsed time.Duratio
 		fmt.Fprintf(w, "error\t%s\n", oneLine(dburl.Redact(rep.Error)))
 	}
 	fmt.Fprintf(w, "lesson\t%s\n", rep.Lesson)
+	if id := rep.WorkflowID; id != "" && !strings.HasPrefix(id, lab.PlainRunPrefix) {
+		fmt.Fprintf(w, "trace\tdurlab workflow trace %s\n", id[:min(len(id), 8)])
+	}
 	return w.Flush()
 }
 

@@ -26,6 +26,8 @@ type globalOptions struct {
 	// logLevelSet: --log-level was given, so DBOS's lines are the user's
 	// choice, injected failures' included.
 	logLevelSet bool
+	// jsonlOK: the command prints JSON lines with --output jsonl.
+	jsonlOK bool
 }
 
 func (g *globalOptions) addFlags(root *cobra.Command) {
@@ -33,7 +35,7 @@ func (g *globalOptions) addFlags(root *cobra.Command) {
 	f.StringVar(&g.dataDir, "data-dir", "", "folder for the embedded databases (env DURLAB_DATA_DIR, default ./.durlab)")
 	f.StringVar(&g.systemDB, "system-db", "", "DBOS system database URL, sqlite:PATH or postgres://... (env DBOS_SYSTEM_DATABASE_URL or DBOS_DATABASE_URL; default sqlite:DATA-DIR/dbos.sqlite)")
 	f.StringVar(&g.store, "store", "", "users store: a SQLite path or a postgres:// URL (env DURLAB_STORE; default DATA-DIR/users.db)")
-	f.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
+	f.StringVarP(&g.output, "output", "o", "text", "output format: text or json (workflow trace: also jsonl)")
 	f.StringVar(&g.logLevel, "log-level", "error", "DBOS log level on stderr: debug, info, warn, error or off (at the default, DBOS's lines for the failures durlab injects are left to durlab's own)")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "no event lines from durlab on stderr (retries, recoveries); reports and errors still print")
 	f.StringVar(&g.executorID, "executor-id", "", "DBOS executor ID (env DURLAB_EXECUTOR_ID; default durlab-EXPERIMENT, or durlab-worker-HOSTNAME-QUEUE for workers); a restarted process must reuse its ID to recover its workflows")
@@ -44,6 +46,7 @@ type resolved struct {
 	systemDB string
 	store    string
 	json     bool
+	jsonl    bool
 	logger   *slog.Logger
 	gate     *logGate
 	// stream gets durlab's event lines (nil with --quiet).
@@ -64,6 +67,11 @@ func (g *globalOptions) resolveFor(create bool) (resolved, error) {
 	case "text":
 	case "json":
 		r.json = true
+	case "jsonl":
+		if !g.jsonlOK {
+			return r, usagef("unknown --output %q: use text or json (jsonl is for workflow trace)", g.output)
+		}
+		r.jsonl = true
 	default:
 		return r, usagef("unknown --output %q: use text or json", g.output)
 	}

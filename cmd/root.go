@@ -23,15 +23,18 @@ import (
 // commands with buffers.
 type IOStreams struct {
 	Out, Err io.Writer
-	// IsTerminal tells whether Err is a terminal (progress bars go there).
-	IsTerminal bool
+	// IsTerminal tells whether Err is a terminal (progress bars go there);
+	// OutIsTerminal whether Out is (a trace then has colour and redraws).
+	IsTerminal    bool
+	OutIsTerminal bool
 }
 
 // Main runs durlab with the process's arguments and returns its exit code.
 func Main() int {
 	ctx, stop := signalContext()
 	defer stop()
-	return Run(ctx, os.Args[1:], IOStreams{Out: os.Stdout, Err: os.Stderr, IsTerminal: isTerminal(os.Stderr)})
+	return Run(ctx, os.Args[1:], IOStreams{Out: os.Stdout, Err: os.Stderr,
+		IsTerminal: isTerminal(os.Stderr), OutIsTerminal: isTerminal(os.Stdout)})
 }
 
 // signalError is the cause of a context cancelled by SIGINT or SIGTERM, so

@@ -47,6 +47,7 @@ that serves DBOS's queues (an experiment while it runs, or durlab worker).`,
 		newWorkflowListCmd(g, nil),
 		newWorkflowGetCmd(g, nil),
 		newWorkflowStepsCmd(g, nil),
+		newWorkflowTraceCmd(g, nil),
 		newWorkflowCancelCmd(g, nil),
 		newWorkflowResumeCmd(g, nil),
 		newWorkflowForkCmd(g, nil),
@@ -243,17 +244,13 @@ func dash(s string) string {
 	return s
 }
 
-// experimentOf names the durlab command whose process runs workflow name,
-// from the "<experiment>.<workflow>" naming of the workflows package.
+// experimentOf names the durlab command whose process runs workflow name.
 func experimentOf(name string) (string, bool) {
-	prefix, _, ok := strings.Cut(name, ".")
+	e, ok := workflows.ExperimentOf(name)
 	if !ok {
 		return "", false
 	}
-	if _, ok := workflows.Lookup(prefix); !ok {
-		return "", false
-	}
-	return prefix, true
+	return e.Name, true
 }
 
 // whereItRuns says which process will run an enqueued workflow: any durlab

@@ -138,6 +138,7 @@ func (x *Execution) event(kind store.EventKind) store.Event {
 func (x *Execution) begin(name, parent string, now bool) error {
 	e := x.event(store.ExecutionBegan)
 	e.Number, e.ExecutorID, e.PID, e.Host, e.Name, e.Parent = x.number, x.rt.rec.executor, x.rt.rec.pid, x.rt.rec.host, name, parent
+	e.Detail = x.role
 	if !now {
 		x.rt.rec.later(e)
 		return nil

@@ -262,14 +262,18 @@ func (rt *Runtime) ReadRun(ctx context.Context, root string) (*ledger.Run, error
 }
 
 // ReadRun reads what happened to the run whose main workflow is root, from
-// the store's ledger and the system database c; with full, DBOS's records
+// the store's ledger (none with st nil) and the system database c; with
+// full, DBOS's records
 // of every workflow of the run, not only those the ledger needs. alive tells
 // whether the process of an execution with no end still runs (nil: none
 // does).
 func ReadRun(ctx context.Context, c dbos.Client, st store.Store, root string, full bool, alive func(executorID string, pid int, host string) bool) (*ledger.Run, error) {
-	events, err := st.Events(ctx, root)
-	if err != nil {
-		return nil, err
+	var events []store.Event
+	if st != nil {
+		var err error
+		if events, err = st.Events(ctx, root); err != nil {
+			return nil, err
+		}
 	}
 	statuses := func() ([]dbos.WorkflowStatus, error) {
 		wfs, err := dbos.ListWorkflows(c, dbos.WithFilterWorkflowIDs(root),
@@ -415,6 +419,10 @@ func idsOf(wfs []dbos.WorkflowStatus) []string {
 	}
 	return ids
 }
+
+// PlainRunPrefix starts the run ID of work done with no durability: no
+// workflow, nothing to trace.
+const PlainRunPrefix = "plain-"
 
 // PlainReport is the report of e's work done with no durability, under run
 // ID id, which wrote c: its verdict and lesson are the caller's.

@@ -75,9 +75,11 @@ type Execution struct {
 	PID        int
 	Host       string
 	Start, End time.Time // End is zero when no end was recorded
-	Outcome    string
-	Site       string // where an injected crash hit
-	Error      string
+	// Role is the workflow's place in its run: "main", "batch-3".
+	Role    string
+	Outcome string
+	Site    string // where an injected crash hit
+	Error   string
 	// Derived is set when the outcome was derived rather than recorded.
 	Derived  bool
 	Attempts []*Attempt
@@ -208,7 +210,8 @@ func Assemble(src Source) (*Run, error) {
 			if e.Parent != "" && e.Parent != e.Workflow {
 				parents[e.Workflow] = e.Parent
 			}
-			x := &Execution{ID: e.Execution, Workflow: w, Number: e.Number, ExecutorID: e.ExecutorID, PID: e.PID, Host: e.Host, Start: e.At}
+			x := &Execution{ID: e.Execution, Workflow: w, Number: e.Number, ExecutorID: e.ExecutorID, PID: e.PID, Host: e.Host,
+				Start: e.At, Role: e.Detail}
 			execs[e.Execution] = x
 			w.Executions = append(w.Executions, x)
 		}

@@ -82,6 +82,19 @@ func (s *LockSession) Held(ctx context.Context, key int64) (bool, error) {
 	return !free, err
 }
 
+// HeldByAnyone tells whether a session of this database holds lock key, as
+// the server's lock table shows it: it only reads, so unlike trying the
+// lock it can never take it from under a process that is about to.
+func (s *LockSession) HeldByAnyone(ctx context.Context, key int64) (bool, error) {
+	u := uint64(key)
+	var held bool
+	err := s.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+		AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`,
+		int64(u>>32), int64(u&0xffffffff)).Scan(&held)
+	return held, err
+}
+
 // LockName takes the exclusive lock of a name, waiting for it.
 func (s *LockSession) LockName(ctx context.Context, name string) error {
 	_, err := s.conn.Exec(ctx, `SELECT pg_advisory_lock(hashtext($1))`, name)

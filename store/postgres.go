@@ -18,7 +18,7 @@ const pgOpenTimeout = 10 * time.Second
 
 // openPostgres opens a pgx pool, which DBOS's data source needs, and the
 // store's *sql.DB over that same pool.
-func openPostgres(ctx context.Context, u dburl.URL) (Store, error) {
+func openPostgres(ctx context.Context, u dburl.URL, readOnly bool) (Store, error) {
 	scrub := func(msg string) string { return dburl.Redact(msg, u.Raw) }
 	cfg, err := pgxpool.ParseConfig(u.Raw)
 	if err != nil {
@@ -39,7 +39,14 @@ func openPostgres(ctx context.Context, u dburl.URL) (Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
 	}
-	s := &sqlStore{db: stdlib.OpenDBFromPool(pool), d: postgresDialect, pool: pool}
+	s := &sqlStore{db: stdlib.OpenDBFromPool(pool), d: postgresDialect, pool: pool, readOnly: readOnly}
+	if readOnly {
+		if err := s.checkLedger(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
+		}
+		return s, nil
+	}
 	lcfg := cfg.Copy()
 	lcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	lcfg.MaxConns = 2

@@ -35,6 +35,21 @@ type sqlStore struct {
 	// transaction holds.
 	prepared sync.Map // SQL text -> *sql.Stmt
 	wanted   sync.Map // SQL text -> true: to prepare after the transaction
+
+	// readOnly: opened by OpenForReading; noLedger: and it has no ledger.
+	readOnly, noLedger bool
+}
+
+// checkLedger looks for the ledger, which a store written by an older
+// durlab lacks.
+func (s *sqlStore) checkLedger(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, s.d.columnsSQL, "durlab_events")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	s.noLedger = !rows.Next()
+	return rows.Err()
 }
 
 // prepareWanted prepares the statements transactions met unprepared.

@@ -68,9 +68,22 @@ func (c sqliteConnector) Driver() driver.Driver                        { return 
 // connection with immediate transactions: DBOS's RunAsTransaction does not
 // recognise mattn's SQLITE_BUSY, so writers must queue on the file lock
 // instead of failing on a lock upgrade.
-func openSQLite(ctx context.Context, path string) (Store, error) {
+func openSQLite(ctx context.Context, path string, readOnly bool) (Store, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: empty SQLite path", ErrUnavailable)
+	}
+	if readOnly {
+		if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+			return nil, fmt.Errorf("%w: %s", ErrNoStore, path)
+		}
+		db := sql.OpenDB(newSQLiteConnector("file:" + path + "?_busy_timeout=10000"))
+		db.SetMaxOpenConns(1)
+		s := &sqlStore{db: db, d: sqliteDialect, readOnly: true}
+		if err := s.checkLedger(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
+		}
+		return s, nil
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

@@ -138,12 +138,26 @@ type Store interface {
 // missing, and fails with ErrForeignSchema when a users table is not
 // durlab's, or with ErrUnavailable when the database cannot be used.
 func Open(ctx context.Context, dsn string) (Store, error) {
+	return open(ctx, dsn, false)
+}
+
+// ErrNoStore: the store does not exist yet, so it holds nothing.
+var ErrNoStore = errors.New("the store does not exist yet")
+
+// OpenForReading opens the store for commands that only read: it creates
+// nothing, not even a missing SQLite file (ErrNoStore), and a store with no
+// ledger reads as one with no events. Writes fail.
+func OpenForReading(ctx context.Context, dsn string) (Store, error) {
+	return open(ctx, dsn, true)
+}
+
+func open(ctx context.Context, dsn string, readOnly bool) (Store, error) {
 	u, err := dburl.Parse(dsn, true)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if u.Kind == dburl.Postgres {
-		return openPostgres(ctx, u)
+		return openPostgres(ctx, u, readOnly)
 	}
-	return openSQLite(ctx, u.Path)
+	return openSQLite(ctx, u.Path, readOnly)
 }

@@ -12,6 +12,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
@@ -27,6 +28,17 @@ func Experiments() []*lab.Experiment {
 func Lookup(name string) (*lab.Experiment, bool) {
 	for _, e := range Experiments() {
 		if e.Name == name {
+			return e, true
+		}
+	}
+	return nil, false
+}
+
+// ExperimentOf finds the experiment whose descriptor registers the
+// workflow named name.
+func ExperimentOf(name string) (*lab.Experiment, bool) {
+	for _, e := range Experiments() {
+		if slices.Contains(e.WorkflowNames(), name) {
 			return e, true
 		}
 	}

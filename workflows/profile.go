@@ -100,7 +100,7 @@ func RunPlain(ctx context.Context, p Plain) (lab.Report, time.Duration, error) {
 			return lab.Report{}, 0, err
 		}
 	}
-	runID := "plain-" + uuid.NewString()
+	runID := lab.PlainRunPrefix + uuid.NewString()
 	start := time.Now()
 	c, err := PlainWork(ctx, tb, p.Input, runID, p.Timings, p.Progress)
 	d := time.Since(start)
