@@ -36,7 +36,10 @@ func printBreakdown(out io.Writer, bd profiling.Breakdown) error {
 		rest = "DBOS orchestration and checkpoints, emptying finished runs' rows and the final counts"
 	}
 	fmt.Fprintf(w, "business logic\t%s  %s  fake generation\n", fmtMs(bd.BusinessMs), share(bd.BusinessMs))
-	fmt.Fprintf(w, "store writes\t%s  %s  inserting the pages\n", fmtMs(bd.StoreMs), share(bd.StoreMs))
+	fmt.Fprintf(w, "store writes\t%s  %s  inserting the pages, with the ledger's events that ride in them\n", fmtMs(bd.StoreMs), share(bd.StoreMs))
+	if durable {
+		fmt.Fprintf(w, "ledger\t%s  %s  the attempt ledger's own commits (executions begun, failures)\n", fmtMs(bd.LedgerMs), share(bd.LedgerMs))
+	}
 	fmt.Fprintf(w, "rest\t%s  %s  %s\n", fmtMs(bd.RestMs), share(bd.RestMs), rest)
 	if durable && bd.PlainWallMs != nil {
 		fmt.Fprintf(w, "no durability\t%s for the identical work\n", fmtMs(*bd.PlainWallMs))

@@ -38,7 +38,10 @@ both in pprof format. After the report, a breakdown says where the time went:
                   each child it starts and awaits) plus one status record
                   per workflow
   business logic  fake generation, which a program with no DBOS does too
-  store writes    inserting the pages into the users table
+  store writes    inserting the pages into the users table, with the
+                  attempt ledger's events that ride in their transactions
+  ledger          the attempt ledger's own commits: each execution's begin,
+                  and the end of each failed attempt before DBOS retries it
   rest            everything else: DBOS orchestration and checkpoints,
                   emptying finished runs' rows, and the final counts
   price           with --compare: durable wall time / no-durability wall time
@@ -162,7 +165,7 @@ func runProfile(ctx context.Context, o *profileOptions) error {
 	if err := rec.Stop(); err != nil {
 		return fmt.Errorf("writing the profiles: %w", err)
 	}
-	bd.Fill(wall, timings.Generation(), timings.StoreWrites())
+	bd.Fill(wall, timings.Generation(), timings.StoreWrites(), timings.Ledger())
 	if err := bd.ReadCPU(o.top); err != nil {
 		return err
 	}

@@ -47,6 +47,7 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"sigkilled": cmdSigkilled,
 			"json":      cmdJSON,
+			"jsonenv":   cmdJSONEnv,
 			"sqlite":    cmdSQLite,
 			"pending":   cmdPending,
 			"killchild": cmdKillChild,
@@ -139,6 +140,25 @@ func cmdJSON(ts *testscript.TestScript, neg bool, args []string) {
 	if ok == neg {
 		ts.Fatalf("json %s (%v) %s %v: false", args[0], left, args[1], right)
 	}
+}
+
+// jsonenv VAR .path [N] sets VAR to a field of the JSON on the last
+// command's stdout, or to its first N characters.
+func cmdJSONEnv(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: jsonenv VAR .path [N]")
+	}
+	var doc any
+	if err := json.Unmarshal([]byte(ts.ReadFile("stdout")), &doc); err != nil {
+		ts.Fatalf("stdout is not one JSON value: %v", err)
+	}
+	v := fmt.Sprint(lookup(ts, doc, args[1]))
+	if len(args) == 3 {
+		n, err := strconv.Atoi(args[2])
+		ts.Check(err)
+		v = v[:min(n, len(v))]
+	}
+	ts.Setenv(args[0], v)
 }
 
 func lookup(ts *testscript.TestScript, doc any, path string) any {

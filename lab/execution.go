@@ -388,7 +388,12 @@ func WritePage(x *Execution, page, size int, analyzedAt time.Time, failAfterWrit
 type Timings struct {
 	generate atomic.Int64 // ns in fake generation
 	store    atomic.Int64 // ns in store writes
+	ledger   atomic.Int64 // ns in the attempt ledger's own commits
 }
+
+// Ledger is the time spent in the attempt ledger's own commits; the events
+// that ride in a page's transaction are part of its store write.
+func (t *Timings) Ledger() time.Duration { return time.Duration(t.ledger.Load()) }
 
 // Generation is the time spent generating fake users.
 func (t *Timings) Generation() time.Duration { return time.Duration(t.generate.Load()) }

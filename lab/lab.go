@@ -203,7 +203,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 		rt.claim.release()
 		return nil, err
 	}
-	rt.rec = newRecorder(rt.store, rt.ExecutorID())
+	rt.rec = newRecorder(rt.store, rt.ExecutorID(), &rt.timings)
 	rt.register(cfg.Experiments)
 	// The DataSource must exist before Launch, which may recover an
 	// exactly-once workflow that needs it.

@@ -70,6 +70,7 @@ func (e injectedError) Is(target error) bool { return target == ErrInjected }
 // recorder writes this process's events to the ledger.
 type recorder struct {
 	st       store.Store
+	timings  *Timings
 	pid      int
 	host     string
 	executor string
@@ -79,9 +80,9 @@ type recorder struct {
 	pending []store.Event
 }
 
-func newRecorder(st store.Store, executor string) *recorder {
+func newRecorder(st store.Store, executor string, t *Timings) *recorder {
 	host, _ := os.Hostname()
-	return &recorder{st: st, pid: os.Getpid(), host: host, executor: executor}
+	return &recorder{st: st, timings: t, pid: os.Getpid(), host: host, executor: executor}
 }
 
 // stamp gives an event its time and its place in this process's order.
@@ -121,6 +122,8 @@ func (r *recorder) giveBack(events []store.Event) {
 
 // now writes events, with those waiting, before returning.
 func (r *recorder) now(ctx context.Context, events ...store.Event) error {
+	start := time.Now()
+	defer func() { r.timings.ledger.Add(int64(time.Since(start))) }()
 	all := append(r.take(), events...)
 	if err := r.st.AppendEvents(context.WithoutCancel(ctx), nil, all); err != nil {
 		r.giveBack(all)

@@ -316,6 +316,20 @@ func (w *Workflow) firstStart() int64 {
 
 // derive sets the outcomes that were not recorded.
 func (r *Run) derive(src Source) error {
+	// An injected crash kills its whole process: the other executions the
+	// process was running died with it, at the same site.
+	type process struct {
+		host string
+		pid  int
+	}
+	crashedAt := map[process]*Execution{}
+	for _, w := range r.Workflows {
+		for _, x := range w.Executions {
+			if x.Outcome == "crashed" {
+				crashedAt[process{x.Host, x.PID}] = x
+			}
+		}
+	}
 	for _, w := range r.Workflows {
 		done := slices.Contains(finished, dbos.WorkflowStatusType(w.Status))
 		for i, x := range w.Executions {
@@ -323,7 +337,10 @@ func (r *Run) derive(src Source) error {
 				continue
 			}
 			x.Derived = true
+			crash := crashedAt[process{x.Host, x.PID}]
 			switch {
+			case crash != nil && !crash.End.Before(x.Start):
+				x.Outcome, x.Site, x.End = "crashed", crash.Site, crash.End
 			case i < len(w.Executions)-1 || done:
 				x.Outcome = OutcomeKilled
 			case src.Alive != nil && src.Alive(x.ExecutorID, x.PID, x.Host):

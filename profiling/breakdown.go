@@ -18,7 +18,10 @@ type Breakdown struct {
 	Checkpoints int     `json:"checkpoints"`
 	BusinessMs  float64 `json:"business_logic_ms"`
 	StoreMs     float64 `json:"store_writes_ms"`
-	RestMs      float64 `json:"rest_ms"`
+	// LedgerMs is the attempt ledger's own commits (its events in the
+	// pages' transactions are in StoreMs).
+	LedgerMs float64 `json:"ledger_ms"`
+	RestMs   float64 `json:"rest_ms"`
 	// PlainWallMs and Ratio are set when a plain run was measured.
 	PlainWallMs *float64 `json:"plain_wall_ms"`
 	Ratio       *float64 `json:"ratio"`
@@ -43,11 +46,12 @@ type PackageTime struct {
 func Ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
 
 // Fill computes the time split and the overhead per checkpoint from the
-// run's wall time and its time in fake generation and in store writes.
-func (bd *Breakdown) Fill(wall, generate, storeWrites time.Duration) {
+// run's wall time and its time in fake generation, in store writes and in
+// the ledger's own commits.
+func (bd *Breakdown) Fill(wall, generate, storeWrites, ledger time.Duration) {
 	bd.WallMs = Ms(wall)
-	bd.BusinessMs, bd.StoreMs = Ms(generate), Ms(storeWrites)
-	bd.RestMs = Ms(wall - generate - storeWrites)
+	bd.BusinessMs, bd.StoreMs, bd.LedgerMs = Ms(generate), Ms(storeWrites), Ms(ledger)
+	bd.RestMs = Ms(wall - generate - storeWrites - ledger)
 	if bd.PlainWallMs != nil && bd.Mode == "compare" && *bd.PlainWallMs > 0 {
 		r := math.Round(bd.WallMs / *bd.PlainWallMs * 100) / 100
 		bd.Ratio = &r

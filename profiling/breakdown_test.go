@@ -8,7 +8,7 @@ import (
 func TestBreakdownOverheadPerCheckpoint(t *testing.T) {
 	ms := time.Millisecond
 	bd := Breakdown{Mode: "durable", Checkpoints: 100}
-	bd.Fill(60*ms, 5*ms, 15*ms)
+	bd.Fill(60*ms, 5*ms, 10*ms, 5*ms)
 	if bd.RestMs != 40 || bd.Ratio != nil {
 		t.Fatalf("rest %v ratio %v, want 40 and none", bd.RestMs, bd.Ratio)
 	}
@@ -18,7 +18,7 @@ func TestBreakdownOverheadPerCheckpoint(t *testing.T) {
 
 	plain := 20.0
 	cmp := Breakdown{Mode: "compare", Checkpoints: 100, PlainWallMs: &plain}
-	cmp.Fill(60*ms, 0, 0)
+	cmp.Fill(60*ms, 0, 0, 0)
 	if cmp.Ratio == nil || *cmp.Ratio != 3 {
 		t.Fatalf("ratio %v, want 3", cmp.Ratio)
 	}
@@ -27,7 +27,7 @@ func TestBreakdownOverheadPerCheckpoint(t *testing.T) {
 	}
 
 	none := Breakdown{Mode: "plain"}
-	none.Fill(60*ms, 0, 0)
+	none.Fill(60*ms, 0, 0, 0)
 	if none.PerCheckpointMs != nil || none.Ratio != nil {
 		t.Fatalf("a plain run has no checkpoints and no ratio: %+v", none)
 	}
