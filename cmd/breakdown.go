@@ -8,6 +8,55 @@ import (
 	"github.com/durlab/durlab/profiling"
 )
 
+// profileHelp is profile's help beyond the experiment's: what the profiles
+// are and how to read the breakdown printBreakdown prints.
+const profileHelp = `
+--out is the CPU profile and --wall-out the wall-clock profile of the run,
+both in pprof format. After the report, a breakdown says where the time went:
+
+  wall time       the run, from starting the workflow to the final counts;
+                  DBOS start-up (migrating, launching) is shown apart
+  workflows       the main workflow and its batch children
+  steps           step outputs DBOS recorded: one per page, plus the count
+  checkpoints     every record DBOS wrote to make the run durable, read back
+                  from the system database: the step records of each
+                  workflow (dbos.GetWorkflowSteps; a parent also records
+                  each child it starts and awaits) plus one status record
+                  per workflow
+  business logic  fake generation, which a program with no DBOS does too
+  store writes    inserting the pages into the users table, with the
+                  attempt ledger's events that ride in their transactions
+  ledger          the attempt ledger's own commits: each execution's begin,
+                  and the end of each failed attempt before DBOS retries it
+  rest            everything else: DBOS orchestration and checkpoints,
+                  emptying finished runs' rows, and the final counts
+  price           with --compare: durable wall time / no-durability wall time
+  per checkpoint  the overhead of one checkpoint in ms: with --compare
+                  (durable - plain) / checkpoints, otherwise
+                  rest / checkpoints
+  top packages    the packages whose own code was on the CPU most: flat
+                  samples by the package of the leaf function, read from the
+                  CPU profile; C code called through cgo counts for the Go
+                  package that called it, marked (cgo)
+
+--no-durability runs the identical work with no DBOS at all: the same pages,
+the same inserts in the same order, no workflow, step or checkpoint.
+--compare runs that first, then the durable run, in one process, and reports
+the ratio: the price of durability on this machine. The profiles then cover
+the durable run only. For steadier figures, bench/run.sh repeats the runs.
+
+A CPU profile misses the time spent waiting on the databases, where durable
+execution spends most of its time; the wall-clock profile
+(github.com/felixge/fgprof) samples every goroutine, running or waiting.
+View either with
+
+  go tool pprof -http=: main.prof
+  go tool pprof -top main.wall.prof
+
+Memory does not grow with the number of users: a workflow holds one page at
+a time. On a terminal, a progress bar on stderr shows the batches done and
+the rate (never with --output json).`
+
 // printBreakdown prints where the time went, after the report.
 func printBreakdown(out io.Writer, bd profiling.Breakdown) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/spf13/cobra"
+
+	"github.com/durlab/durlab/workflows"
 )
 
 // listPendingOptions are the flags of `durlab list-pending`.
@@ -44,7 +46,7 @@ durlab process take it.`,
 			return runListPending(c.Context(), opts)
 		},
 	}
-	c.Flags().StringSliceVar(&opts.names, "name", nil, "only workflows of this name, e.g. recover.users_workflow (repeatable)")
+	c.Flags().StringSliceVar(&opts.names, "name", nil, "only workflows of this name, e.g. "+workflows.Recover.WorkflowNames()[0]+" (repeatable)")
 	return c
 }
 

@@ -18,7 +18,6 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/durlab/durlab/internal/pgtest"
-
 	"github.com/durlab/durlab/lab"
 )
 

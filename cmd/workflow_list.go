@@ -9,6 +9,8 @@ import (
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/spf13/cobra"
+
+	"github.com/durlab/durlab/workflows"
 )
 
 // workflowStatuses are the statuses DBOS records, in lifecycle order.
@@ -47,7 +49,7 @@ func newWorkflowListCmd(g *globalOptions, runF func(*workflowListOptions) error)
 --since and --until take an RFC3339 time (2025-06-01T12:00:00Z) or a
 duration meaning "that long ago" (90m, 24h).`,
 		Example: `  durlab workflow list --status PENDING,ENQUEUED
-  durlab workflow list --name recover.users_workflow --since 1h --output json`,
+  durlab workflow list --name ` + workflows.Recover.WorkflowNames()[0] + ` --since 1h --output json`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if c.Flags().Changed("status") && len(opts.rawStatus) == 0 {

@@ -77,7 +77,7 @@ func Parse(raw string, plainPath bool) (URL, error) {
 	case IsPostgres(raw):
 		u.Kind = Postgres
 		return u, nil
-	case strings.HasPrefix(raw, "sqlite:"):
+	case strings.HasPrefix(raw, "sqlite:"), strings.HasPrefix(raw, "sqlite3:"):
 		return parseSQLite(u)
 	case strings.Contains(raw, "://"):
 		return u, malformedf("unsupported database URL %s: use postgres://, postgresql:// or sqlite:", Redact(raw))
@@ -88,26 +88,44 @@ func Parse(raw string, plainPath bool) (URL, error) {
 	return u, nil
 }
 
-// parseSQLite reads DBOS's sqlite: URLs: sqlite:PATH, sqlite:file:PATH?...,
-// sqlite::memory:.
+// parseSQLite reads DBOS's sqlite: URLs (sqlite:PATH, sqlite:///PATH,
+// sqlite:file:PATH?..., sqlite::memory:) exactly as DBOS reads them, so that
+// durlab's locks sit beside the file DBOS opens.
 func parseSQLite(u URL) (URL, error) {
 	parsed, err := url.Parse(u.Raw)
 	if err != nil {
 		return u, malformedf("%s", Redact(err.Error(), u.Raw))
 	}
+	if parsed.Host != "" {
+		return u, malformedf("a sqlite URL has no host: %s", Redact(u.Raw))
+	}
 	dsn := parsed.Opaque
 	if dsn == "" {
 		dsn = parsed.Path
 	}
-	if strings.HasPrefix(dsn, "file:") {
-		dsn = strings.TrimPrefix(dsn, "file:")
-		dsn, _, _ = strings.Cut(dsn, "?")
+	if parsed.RawQuery != "" {
+		dsn += "?" + parsed.RawQuery
 	}
-	if dsn == "" || strings.HasPrefix(dsn, ":memory:") || parsed.Query().Get("mode") == "memory" {
+	if parsed.Fragment != "" {
+		dsn += "#" + parsed.Fragment
+	}
+	if dsn == "" || strings.HasPrefix(dsn, ":memory:") || strings.HasPrefix(dsn, "file::memory:") ||
+		strings.Contains(dsn, "mode=memory") {
 		u.Kind = SQLiteMemory
 		return u, nil
 	}
-	u.Path = dsn
+	path := dsn
+	if strings.HasPrefix(path, "file:") {
+		if f, err := url.Parse(path); err == nil {
+			path = f.Opaque
+			if path == "" {
+				path = f.Path
+			}
+		}
+	} else if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	u.Path = path
 	return u, nil
 }
 
@@ -120,7 +138,8 @@ func (u URL) File() (string, error) {
 	return filepath.Abs(u.Path)
 }
 
-// Redacted is the URL for display, without its password.
+// Redacted is the URL for display, without its password: the URL's own
+// password field is masked, and what a malformed URL leaves is scrubbed.
 func (u URL) Redacted() string {
 	parsed, err := url.Parse(u.Raw)
 	if err != nil || parsed.User == nil {
@@ -129,7 +148,7 @@ func (u URL) Redacted() string {
 	if _, ok := parsed.User.Password(); ok {
 		parsed.User = url.UserPassword(parsed.User.Username(), "xxxxx")
 	}
-	return Redact(parsed.String(), u.Raw)
+	return keywordPassword.ReplaceAllString(parsed.String(), "${1}xxxxx")
 }
 
 // urlPassword finds user:password@ in any URL inside a message.
@@ -181,11 +200,16 @@ func secrets(urls []string) []string {
 	}
 	var out []string
 	for _, s := range raw {
+		// A short password would hide every match of its letters (the 1s
+		// of 127.0.0.1); the URL patterns above cover it where it stands.
+		if len(s) < minSecret {
+			continue
+		}
 		out = append(out, s)
 		// A driver may already have masked part of a password it misparsed,
 		// leaving the rest, so the pieces between delimiters go too.
 		for _, piece := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune("@:/?#[]", r) }) {
-			if len(piece) >= 3 {
+			if len(piece) >= minSecret {
 				out = append(out, piece)
 			}
 		}
@@ -198,12 +222,15 @@ func secrets(urls []string) []string {
 		q := strconv.Quote(s)
 		out = append(out, q[1:len(q)-1])
 	}
-	out = slicesCompactNonEmpty(out)
+	out = uniqueNonEmpty(out)
 	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
 }
 
-func slicesCompactNonEmpty(in []string) []string {
+// minSecret is the shortest password text replaced wherever it appears.
+const minSecret = 4
+
+func uniqueNonEmpty(in []string) []string {
 	seen := map[string]bool{}
 	out := in[:0]
 	for _, s := range in {

@@ -25,6 +25,9 @@ func TestParse(t *testing.T) {
 		{"sqlite:file::memory:?cache=shared", false, SQLiteMemory, ""},
 		{"users.db", true, SQLite, abs("users.db")},
 		{"sqlite:users.db", true, SQLite, abs("users.db")},
+		// As DBOS reads it: the fragment is part of the file's name.
+		{"sqlite:a#b.db", false, SQLite, abs("a#b.db")},
+		{"sqlite3:x.db", false, SQLite, abs("x.db")},
 	} {
 		u, err := Parse(c.raw, c.plainPath)
 		if err != nil {
@@ -82,11 +85,21 @@ func TestRedact(t *testing.T) {
 	if got := Redact("postgres://u@h/db has no password"); got != "postgres://u@h/db has no password" {
 		t.Errorf("a message without a password changed: %q", got)
 	}
+	// A short password is masked where it stands, not wherever its letters
+	// appear.
+	if got := Redact("dial 127.0.0.1:5432 for postgres://u:1@127.0.0.1/db", "postgres://u:1@127.0.0.1/db"); got != "dial 127.0.0.1:5432 for postgres://u:xxxxx@127.0.0.1/db" {
+		t.Errorf("short password: %q", got)
+	}
 }
 
 func TestRedacted(t *testing.T) {
 	u, _ := Parse("postgres://u:pw@h:5432/db?sslmode=disable", false)
 	if got, want := u.Redacted(), "postgres://u:xxxxx@h:5432/db?sslmode=disable"; got != want {
+		t.Errorf("Redacted() = %q, want %q", got, want)
+	}
+	// A password that is also a word of the URL leaves the rest alone.
+	u, _ = Parse("postgres://postgres:postgres@h/postgres", false)
+	if got, want := u.Redacted(), "postgres://postgres:xxxxx@h/postgres"; got != want {
 		t.Errorf("Redacted() = %q, want %q", got, want)
 	}
 }

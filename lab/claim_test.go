@@ -120,7 +120,7 @@ func TestLockName(t *testing.T) {
 func TestOpenRefusesALiveExecutorID(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{SystemDB: "sqlite:" + filepath.Join(dir, "dbos.sqlite"), Store: filepath.Join(dir, "users.db"), ExecutorID: "durlab-test",
-		Logger: slog.New(slog.DiscardHandler)}
+		Logger: slog.New(slog.DiscardHandler), Experiments: testExperiments}
 	ctx := context.Background()
 	first, err := Open(ctx, cfg)
 	if err != nil {

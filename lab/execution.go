@@ -76,9 +76,6 @@ func Execute[I runInput, O any](ctx dbos.Context, in I, body func(x *Execution) 
 	return out, err
 }
 
-// ID is the workflow's ID.
-func (x *Execution) ID() string { return x.id }
-
 // Faults are the fault knobs of the process running this execution.
 func (x *Execution) Faults() Faults { return x.rt.faults }
 
@@ -95,6 +92,15 @@ func (x *Execution) Decide(p float64, coords ...any) bool {
 func (x *Execution) MaybeCrash(p float64, where string) {
 	if x.Decide(p, where) {
 		x.crash(FaultCrash, where, x.decidedBy(p))
+	}
+}
+
+// MaybeCrashAfterCommit is MaybeCrash at a point right after a write
+// committed and before the workflow moves on: the report counts these
+// crashes apart.
+func (x *Execution) MaybeCrashAfterCommit(p float64, where string) {
+	if x.Decide(p, where) {
+		x.crash(FaultCommitCrash, where, x.decidedBy(p))
 	}
 }
 
@@ -364,24 +370,6 @@ func GeneratePage(x *Execution, page, size int, failProb float64) ([]fake.User, 
 		return pageOutput{Page: page, Attempts: a.N, Users: x.rt.timings.TimeGenerate(page, size)}, nil
 	}, retries)
 	return out.Users, err
-}
-
-// WritePage is the Python ex1 to ex3's step: it generates a page and writes
-// it, in one step. failAfterWrite, if set, may fail the attempt after a
-// successful write (with FailIf).
-func WritePage(x *Execution, page, size int, analyzedAt time.Time, failAfterWrite func(a *Attempt) error, retries Retries) error {
-	_, err := Step(x, fmt.Sprintf("write_page_%d", page), func(a *Attempt) (int, error) {
-		if err := a.InsertPage(store.Strict, page, fake.Page(page, size), analyzedAt); err != nil {
-			return 0, err
-		}
-		if failAfterWrite != nil {
-			if err := failAfterWrite(a); err != nil {
-				return 0, err
-			}
-		}
-		return size, nil
-	}, retries)
-	return err
 }
 
 // Timings accumulate where the time of a run went, for profile's breakdown.

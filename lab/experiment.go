@@ -84,11 +84,6 @@ type Faults struct {
 	MaxRecoveryAttempts int     // recoveries allowed to a workflow
 }
 
-// any tells whether a fault may be injected at all.
-func (f Faults) any() bool {
-	return f.FailProb > 0 || f.GenFailProb > 0 || f.CrashProb > 0 || f.CommitCrashProb > 0
-}
-
 // Params are everything one run of an experiment is given.
 type Params struct {
 	Input

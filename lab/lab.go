@@ -162,6 +162,11 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 			return nil, err
 		}
 	}
+	if len(cfg.Experiments) == 0 {
+		// Nothing registered, Launch could recover nothing and a worker
+		// would fail every batch it dequeued.
+		return nil, errors.New("lab.Open needs the experiments to register (workflows.Experiments())")
+	}
 	notices := cfg.Notices
 	if notices == nil {
 		notices = io.Discard
@@ -194,10 +199,12 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rt.claim, err = claimExecutor(ctx, cfg.SystemDB, dbos.GetExecutorID(rt.dbos), notices); err != nil {
+	cl, err := claimExecutor(ctx, cfg.SystemDB, dbos.GetExecutorID(rt.dbos), notices)
+	if err != nil {
 		dbos.Shutdown(rt.dbos, time.Second)
 		return nil, err
 	}
+	rt.claim = cl
 	if rt.store, err = store.Open(ctx, cfg.Store); err != nil {
 		dbos.Shutdown(rt.dbos, time.Second)
 		rt.claim.release()

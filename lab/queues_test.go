@@ -21,7 +21,7 @@ func TestQueueConcurrencyIsSharedAndNeverSilentlyChanged(t *testing.T) {
 		var notices bytes.Buffer
 		rt, err := Open(context.Background(), Config{SystemDB: "sqlite:" + filepath.Join(dir, "dbos.sqlite"),
 			Store: filepath.Join(dir, "users.db"), ExecutorID: id, Logger: slog.New(slog.DiscardHandler),
-			Notices: &notices, Serve: serve, Concurrency: concurrency})
+			Notices: &notices, Serve: serve, Concurrency: concurrency, Experiments: testExperiments})
 		if err != nil {
 			t.Fatalf("open %s: %v", id, err)
 		}
@@ -75,7 +75,7 @@ func TestExperimentServesAQueueWithoutWorkers(t *testing.T) {
 	dir := t.TempDir()
 	var notices bytes.Buffer
 	rt, err := Open(context.Background(), Config{SystemDB: "sqlite:" + filepath.Join(dir, "dbos.sqlite"),
-		Store: filepath.Join(dir, "users.db"), ExecutorID: "exp", Logger: slog.New(slog.DiscardHandler), Notices: &notices})
+		Store: filepath.Join(dir, "users.db"), ExecutorID: "exp", Logger: slog.New(slog.DiscardHandler), Notices: &notices, Experiments: testExperiments})
 	if err != nil {
 		t.Fatal(err)
 	}

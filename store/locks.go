@@ -11,13 +11,11 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
-
-// ErrMalformedURL: the Postgres URL cannot be parsed.
-var ErrMalformedURL = errors.New("malformed Postgres URL")
 
 // LockSession is one Postgres connection of its own, holding advisory
 // locks. It is not safe for concurrent use.
@@ -38,7 +36,7 @@ func LockKey(kind, name string) int64 {
 func OpenLockSession(ctx context.Context, url, database, application string) (*LockSession, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		return nil, ErrMalformedURL
+		return nil, errors.New("malformed Postgres URL")
 	}
 	if database != "" {
 		cfg.Database = database
@@ -110,10 +108,13 @@ func (s *LockSession) UnlockName(ctx context.Context, name string) error {
 // Ping checks that the session is alive.
 func (s *LockSession) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
 
-// Close releases every lock of the session, then ends it. Closing alone
-// would release them only once the server noticed; unlocking first makes
-// the release visible at once.
+// Close releases every lock of the session, then ends it, within a few
+// seconds whatever ctx allows: a stalled connection must not hold a process
+// that is stopping. Closing alone would release the locks only once the
+// server noticed; unlocking first makes the release visible at once.
 func (s *LockSession) Close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	s.conn.Exec(ctx, "SELECT pg_advisory_unlock_all()")
 	return s.conn.Close(ctx)
 }

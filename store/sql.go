@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"sync"
 	"time"
 
@@ -246,8 +247,14 @@ func (t sqlTable) Delete(ctx context.Context, workflowIDs []string) (int64, erro
 	var n int64
 	err := t.s.Update(ctx, func(tx Tx) error {
 		n = 0
-		for _, id := range workflowIDs {
-			res, err := tx.Exec(ctx, `DELETE FROM `+t.v.Table()+` WHERE workflow_id = `+t.s.d.placeholder(1), id)
+		for start := 0; start < len(workflowIDs); start += insertChunk {
+			chunk := workflowIDs[start:min(start+insertChunk, len(workflowIDs))]
+			marks := make([]string, len(chunk))
+			args := make([]any, len(chunk))
+			for i, id := range chunk {
+				marks[i], args[i] = t.s.d.placeholder(i+1), id
+			}
+			res, err := tx.Exec(ctx, `DELETE FROM `+t.v.Table()+` WHERE workflow_id IN (`+strings.Join(marks, ", ")+`)`, args...)
 			if err != nil {
 				return err
 			}

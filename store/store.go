@@ -4,7 +4,8 @@
 //
 //	users(id, external_id, name, workflow_id, analyzed_at, created_at)
 //
-// and differ in their primary key, the two variants of SPEC. Strict, the
+// and differ in their primary key, the two variants durlab's experiments
+// need. Strict, the
 // table users, makes (id, workflow_id, analyzed_at) the key, so writing the
 // same user twice in one execution fails: the lesson of retry-bad. Ledger,
 // the table users_ledger, adds created_at to the key, so duplicates are
@@ -21,7 +22,12 @@
 // schema catalogue, error codes) in a dialect value. Writes take the caller's
 // transaction (Tx), which is either one the store began (Update) or the one
 // dbos.RunAsTransaction hands over, so that no SQL is written outside this
-// package.
+// package: the attempt ledger's events (ledger.go) and the advisory locks
+// durlab takes on a Postgres system database (locks.go) live here too.
+//
+// Errors: ErrForeignSchema and ErrUnavailable when a store cannot be
+// opened, ErrDuplicateUser for the strict key; any other failure is the
+// database's own error, wrapped.
 package store
 
 import (
@@ -96,12 +102,14 @@ type Table interface {
 	// InsertPage writes one page of users in one transaction of its own,
 	// with Insert's errors.
 	InsertPage(ctx context.Context, users []fake.User, workflowID string, analyzedAt time.Time) error
-	// Counts counts what workflowID wrote; zero counts when it wrote nothing.
+	// Counts counts what workflowID wrote; zero counts when it wrote
+	// nothing. It fails only with the database's error.
 	Counts(ctx context.Context, workflowID string) (Counts, error)
-	// WorkflowIDs lists the workflows that have rows in the table.
+	// WorkflowIDs lists the workflows that have rows in the table. It fails
+	// only with the database's error.
 	WorkflowIDs(ctx context.Context) ([]string, error)
 	// Delete removes the rows of the given workflows, in one transaction,
-	// and returns how many.
+	// and returns how many; on the database's error it removes none.
 	Delete(ctx context.Context, workflowIDs []string) (int64, error)
 }
 
@@ -127,9 +135,10 @@ type Store interface {
 	Events(ctx context.Context, root string) ([]Event, error)
 	// NewDataSource makes the store a DBOS data source of c, for
 	// dbos.RunAsTransaction: DBOS creates its transaction_completion table
-	// in the store. It must be called before c is launched.
+	// in the store. It must be called before c is launched; it fails with
+	// DBOS's error when the table cannot be created.
 	NewDataSource(c dbos.Client) (*dbos.DataSource, error)
-	// Close releases the database.
+	// Close releases the database; it returns the driver's error, if any.
 	Close() error
 }
 
@@ -156,8 +165,11 @@ func open(ctx context.Context, dsn string, readOnly bool) (Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	if u.Kind == dburl.Postgres {
+	switch u.Kind {
+	case dburl.Postgres:
 		return openPostgres(ctx, u, readOnly)
+	case dburl.SQLiteMemory:
+		return nil, fmt.Errorf("%w: %s is a database in memory, which neither DBOS's data source, another process nor a later run can see: give a file path or a postgres:// URL", ErrUnavailable, u.Raw)
 	}
 	return openSQLite(ctx, u.Path, readOnly)
 }

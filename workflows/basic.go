@@ -7,9 +7,11 @@ package workflows
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
+	"github.com/durlab/durlab/fake"
 	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/store"
 )
@@ -40,10 +42,29 @@ the workflow wrote. Safe to run again: every run has its own workflow ID.`,
 func basicWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
 	return lab.Execute(ctx, in, func(x *lab.Execution) (store.Counts, error) {
 		for page := range in.Pages {
-			if err := lab.WritePage(x, page, in.PageSize, x.AnalyzedAt(), nil, lab.Retries{}); err != nil {
+			if err := writePage(x, page, in.PageSize, x.AnalyzedAt(), nil, lab.Retries{}); err != nil {
 				return store.Counts{}, err
 			}
 		}
 		return x.Count(store.Strict)
 	})
+}
+
+// writePage is the step of the Python ex1 to ex3: it generates a page and
+// writes it, in one step (retry-bad and recover use it too).
+// failAfterWrite, if set, may fail the attempt after a successful write
+// (with FailIf).
+func writePage(x *lab.Execution, page, size int, analyzedAt time.Time, failAfterWrite func(a *lab.Attempt) error, retries lab.Retries) error {
+	_, err := lab.Step(x, fmt.Sprintf("write_page_%d", page), func(a *lab.Attempt) (int, error) {
+		if err := a.InsertPage(store.Strict, page, fake.Page(page, size), analyzedAt); err != nil {
+			return 0, err
+		}
+		if failAfterWrite != nil {
+			if err := failAfterWrite(a); err != nil {
+				return 0, err
+			}
+		}
+		return size, nil
+	}, retries)
+	return err
 }

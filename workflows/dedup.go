@@ -8,8 +8,12 @@ package workflows
 // user and workflow) still comes to exactly the number of users.
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
+	"github.com/durlab/durlab/fake"
 	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/store"
 )
@@ -60,20 +64,86 @@ func dedupWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
 
 func dedupBatchWorkflow(ctx dbos.Context, in lab.BatchInput) (int64, error) {
 	return lab.Execute(ctx, in, func(x *lab.Execution) (int64, error) {
-		b, err := lab.GenerateBatch(x, in)
+		b, err := generateBatch(x, in)
 		if err != nil {
 			return 0, err
 		}
-		out, err := lab.Step(x, b.InsertName(), func(a *lab.Attempt) (lab.Inserted, error) {
-			rows, err := b.Write(a)
+		out, err := lab.Step(x, b.insertName(), func(a *lab.Attempt) (inserted, error) {
+			rows, err := b.write(a)
 			if err != nil {
-				return lab.Inserted{}, err
+				return inserted{}, err
 			}
 			// Committed, not yet checkpointed: a crash here makes the
 			// recovered execution insert the batch again.
-			b.CrashAfterCommit()
-			return b.FailAfterWrite(a, rows)
-		}, b.InsertRetries())
+			b.crashAfterCommit()
+			return b.failAfterWrite(a, rows)
+		}, b.insertRetries())
 		return int64(out.Rows), err
 	})
+}
+
+// batch is one batch's pages, generated in steps, for the insert step that
+// writes them at once (exactly-once's too).
+type batch struct {
+	x          *lab.Execution
+	in         lab.BatchInput
+	pages      [][]fake.User // pages[i] is page in.PageNumber(i+1)
+	analyzedAt time.Time     // once per execution of the batch, as in ex6
+	attempts   int           // the last insert attempt this process made: 0 when it replayed the insert
+}
+
+// inserted is the insert step's checkpointed output.
+type inserted struct {
+	Rows     int `json:"rows"`
+	Attempts int `json:"attempts"`
+}
+
+// generateBatch generates the batch's pages, in steps that fail with
+// --gen-fail-prob.
+func generateBatch(x *lab.Execution, in lab.BatchInput) (*batch, error) {
+	b := &batch{x: x, in: in, analyzedAt: time.Now().UTC(), pages: make([][]fake.User, 0, in.Pages)}
+	for p := 1; p <= in.Pages; p++ {
+		users, err := lab.GeneratePage(x, in.PageNumber(p), in.PageSize, x.Faults().GenFailProb)
+		if err != nil {
+			return nil, err
+		}
+		b.pages = append(b.pages, users)
+	}
+	return b, nil
+}
+
+func (b *batch) insertName() string { return fmt.Sprintf("insert_batch_%d", b.in.Batch) }
+
+// insertRetries: --attempts attempts at a constant 0.1 s, as in ex6.
+func (b *batch) insertRetries() lab.Retries {
+	return lab.Retries{Attempts: max(b.x.Faults().Attempts, 1), Interval: 100 * time.Millisecond, Factor: 1}
+}
+
+// write writes every page of the batch in attempt a, and returns the rows.
+func (b *batch) write(a *lab.Attempt) (int, error) {
+	b.attempts = a.N
+	rows := 0
+	for i, users := range b.pages {
+		if err := a.InsertPage(store.Ledger, b.in.PageNumber(i+1), users, b.analyzedAt); err != nil {
+			return rows, err
+		}
+		rows += len(users)
+	}
+	return rows, nil
+}
+
+// failAfterWrite ends attempt a, which wrote rows: with --fail-prob it
+// fails as if the write had been lost.
+func (b *batch) failAfterWrite(a *lab.Attempt, rows int) (inserted, error) {
+	msg := fmt.Sprintf("injected failure after inserting batch %d (attempt %d)", b.in.Batch, a.N)
+	if err := a.FailIf(b.x.Faults().FailProb, msg, "insert", b.in.Batch, a.N); err != nil {
+		return inserted{}, err
+	}
+	return inserted{Rows: rows, Attempts: a.N}, nil
+}
+
+// crashAfterCommit is the crash point right after the batch's insert
+// committed and before the workflow moves on (--commit-crash-prob).
+func (b *batch) crashAfterCommit() {
+	b.x.MaybeCrashAfterCommit(b.x.Faults().CommitCrashProb, fmt.Sprintf("after committing batch %d (attempt %d)", b.in.Batch, b.attempts))
 }

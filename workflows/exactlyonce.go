@@ -58,24 +58,24 @@ func exactlyOnceWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
 
 func exactlyOnceBatchWorkflow(ctx dbos.Context, in lab.BatchInput) (int64, error) {
 	return lab.Execute(ctx, in, func(x *lab.Execution) (int64, error) {
-		b, err := lab.GenerateBatch(x, in)
+		b, err := generateBatch(x, in)
 		if err != nil {
 			return 0, err
 		}
-		out, err := lab.Transaction(x, b.InsertName(), func(a *lab.Attempt) (lab.Inserted, error) {
-			rows, err := b.Write(a)
+		out, err := lab.Transaction(x, b.insertName(), func(a *lab.Attempt) (inserted, error) {
+			rows, err := b.write(a)
 			if err != nil {
-				return lab.Inserted{}, err
+				return inserted{}, err
 			}
 			// Returning an error rolls the insert back with the transaction.
-			return b.FailAfterWrite(a, rows)
-		}, b.InsertRetries())
+			return b.failAfterWrite(a, rows)
+		}, b.insertRetries())
 		if err != nil {
 			return 0, err
 		}
 		// The same crash point as dedup's: the insert has committed, the
 		// workflow has not moved on. Here the checkpoint committed with it.
-		b.CrashAfterCommit()
+		b.crashAfterCommit()
 		return int64(out.Rows), nil
 	})
 }

@@ -2,12 +2,10 @@
 // against package lab: what each teaches is in its file's opening comment.
 //
 // To add an experiment:
-//  1. write NAME.go: a lab.Experiment descriptor, its workflow functions
-//     (top-level, each wrapped in lab.Execute) and its Judge;
-//  2. add the descriptor to Experiments below: registration with DBOS, the
-//     command line and `durlab run` all come from that list;
-//  3. list any child workflow it starts in the descriptor's Children;
-//  4. test it in NAME_test.go (TestEveryWorkflowIsRegistered runs it too).
+//  1. NAME.go: its descriptor (a lab.Experiment: Main, Children, Judge),
+//     and its workflows, top-level functions that wrap lab.Execute;
+//  2. one line in Experiments below (DBOS, the commands and run follow);
+//  3. a test of what it teaches (TestEveryWorkflowIsRegistered runs it).
 package workflows
 
 import (

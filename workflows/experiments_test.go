@@ -29,9 +29,9 @@ func openRuntime(t *testing.T, exps []*lab.Experiment) (*lab.Runtime, string) {
 
 // TestEveryWorkflowIsRegistered runs every listed experiment, small and
 // without faults, and checks that every workflow it started is recorded
-// under a name its descriptor registered. A child workflow missing from a
-// descriptor would be recorded under its Go function's name, which no
-// recovery could find.
+// under a name its descriptor registered, and that every registered one
+// ran. DBOS itself refuses to start a workflow nobody registered; the
+// runtime says, before that, which descriptor left it out.
 func TestEveryWorkflowIsRegistered(t *testing.T) {
 	rt, systemDB := openRuntime(t, Experiments())
 	ctx := context.Background()
@@ -73,8 +73,7 @@ func TestEveryWorkflowIsRegistered(t *testing.T) {
 }
 
 // An experiment whose main workflow starts a child left out of its
-// descriptor fails at once, saying so, instead of running a workflow that
-// DBOS could never recover.
+// descriptor fails at once, and says which list to add it to.
 var (
 	strayChild = lab.NewWorkflow("stray_child", strayChildWorkflow)
 	broken     = &lab.Experiment{Name: "broken", Table: store.Strict,

@@ -69,12 +69,15 @@ func profileBatchWorkflow(ctx dbos.Context, in lab.BatchInput) (int64, error) {
 // told.
 type Plain struct {
 	Store string // the store's DSN
-	// Client tells which workflows are finished, so that their rows are
-	// emptied as a durable run would; nil when there is no system database.
-	Client   dbos.Client
-	Input    lab.Input
-	Timings  *lab.Timings
-	Progress func(done, total int)
+	// OpenClient opens a DBOS client, which tells which workflows are
+	// finished so that their rows are emptied as a durable run would, and
+	// the function that closes it; a nil client when there is no system
+	// database. It is called once the store is open, and the client closed
+	// before the work starts, so that it takes no time from it.
+	OpenClient func() (dbos.Client, func(), error)
+	Input      lab.Input
+	Timings    *lab.Timings
+	Progress   func(done, total int)
 	// Start, if set, is called right before the work starts (profilers).
 	Start func() error
 }
@@ -90,9 +93,17 @@ func RunPlain(ctx context.Context, p Plain) (lab.Report, time.Duration, error) {
 	}
 	defer st.Close()
 	tb := st.Table(Profile.Table)
-	if p.Client != nil {
-		if err := lab.PrepareStore(ctx, p.Client, tb); err != nil {
+	if p.OpenClient != nil {
+		c, closeClient, err := p.OpenClient()
+		if err != nil {
 			return lab.Report{}, 0, err
+		}
+		if c != nil {
+			err = lab.PrepareStore(ctx, c, tb)
+			closeClient()
+			if err != nil {
+				return lab.Report{}, 0, err
+			}
 		}
 	}
 	if p.Start != nil {

@@ -53,7 +53,7 @@ func recoverWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
 			if page > 0 {
 				x.MaybeCrash(x.Faults().CrashProb, fmt.Sprintf("before page %d", page))
 			}
-			if err := lab.WritePage(x, page, in.PageSize, x.AnalyzedAt(), nil, lab.Retries{}); err != nil {
+			if err := writePage(x, page, in.PageSize, x.AnalyzedAt(), nil, lab.Retries{}); err != nil {
 				return store.Counts{}, err
 			}
 		}

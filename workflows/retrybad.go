@@ -53,7 +53,7 @@ func retryBadWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
 				msg := fmt.Sprintf("injected failure after writing page %d (attempt %d)", page, a.N)
 				return a.FailIf(x.Faults().FailProb, msg, "page", page, a.N)
 			}
-			if err := lab.WritePage(x, page, in.PageSize, x.AnalyzedAt(), failAfterWrite, lab.Retries{Attempts: attempts}); err != nil {
+			if err := writePage(x, page, in.PageSize, x.AnalyzedAt(), failAfterWrite, lab.Retries{Attempts: attempts}); err != nil {
 				return store.Counts{}, err
 			}
 		}
