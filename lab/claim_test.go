@@ -187,3 +187,37 @@ func TestClaimPostgresSurvivesALostSession(t *testing.T) {
 		t.Fatalf("claim after the reconnect: %v, want ErrExecutorInUse", err)
 	}
 }
+
+// ExecutorAlive reads a claim without taking it: held while its process
+// holds it, free after.
+func TestExecutorAlive(t *testing.T) {
+	for name, systemDB := range map[string]string{
+		"sqlite":   "sqlite:" + filepath.Join(t.TempDir(), "dbos.sqlite"),
+		"postgres": pgtest.Database(t),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			l := NewLiveness(ctx, systemDB)
+			defer l.Close()
+			if alive, known := l.ExecutorAlive("w1"); alive || !known {
+				t.Fatalf("before any claim: alive %v, known %v", alive, known)
+			}
+			c, err := claimExecutor(ctx, systemDB, "w1", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 { // reading must not disturb the claim
+				if alive, known := l.ExecutorAlive("w1"); !alive || !known {
+					t.Fatalf("claimed: alive %v, known %v", alive, known)
+				}
+			}
+			if alive, _ := l.ExecutorAlive("w2"); alive {
+				t.Error("another executor ID reads as alive")
+			}
+			c.release()
+			if alive, _ := l.ExecutorAlive("w1"); alive {
+				t.Error("alive after the release")
+			}
+		})
+	}
+}

@@ -3,9 +3,14 @@ package lab
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/durlab/durlab/dburl"
 	"github.com/durlab/durlab/store"
@@ -17,14 +22,15 @@ import (
 // (claim.go): Postgres shows its advisory lock. Close releases what it
 // opened.
 type Liveness struct {
-	host    string
-	pg      *store.LockSession
-	timeout time.Duration
+	host     string
+	systemDB string
+	pg       *store.LockSession
+	timeout  time.Duration
 }
 
 // NewLiveness checks liveness against the system database systemDB.
 func NewLiveness(ctx context.Context, systemDB string) *Liveness {
-	l := &Liveness{timeout: 5 * time.Second}
+	l := &Liveness{timeout: 5 * time.Second, systemDB: systemDB}
 	l.host, _ = os.Hostname()
 	if dburl.IsPostgres(systemDB) {
 		cctx, cancel := context.WithTimeout(ctx, l.timeout)
@@ -51,6 +57,66 @@ func (l *Liveness) Alive(executorID string, pid int, host string) bool {
 	defer cancel()
 	held, err := l.pg.HeldByAnyone(ctx, store.LockKey("executor", executorID))
 	return err != nil || held
+}
+
+// ExecutorAlive tells whether a live process holds executor ID id's claim
+// (claim.go); known is false when that cannot be told (a Postgres server
+// that does not answer). It only reads: on Postgres the server's lock
+// table, on SQLite the kernel's (/proc/locks), so it can never take a claim
+// from under a process about to take it.
+func (l *Liveness) ExecutorAlive(id string) (alive, known bool) {
+	if l.pg != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+		defer cancel()
+		held, err := l.pg.HeldByAnyone(ctx, store.LockKey("executor", id))
+		return held, err == nil
+	}
+	if dburl.IsPostgres(l.systemDB) {
+		return false, false
+	}
+	path, err := systemDBFile(l.systemDB)
+	if err != nil || path == "" {
+		return false, false
+	}
+	held, err := flocked(path + "." + lockName(id) + ".lock")
+	return held, err == nil
+}
+
+// flocked tells whether a process holds a flock on the file at path, from
+// the kernel's table of locks.
+func flocked(path string) (bool, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		if errors.Is(err, syscall.ENOENT) {
+			return false, nil // never claimed
+		}
+		return false, err
+	}
+	locks, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return false, err
+	}
+	// "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF": the device and
+	// inode of the locked file, in hex and decimal.
+	want := fmt.Sprintf(":%d", st.Ino)
+	for _, line := range strings.Split(string(locks), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 6 && f[1] == "FLOCK" && strings.HasSuffix(f[5], want) {
+			dev := strings.Split(f[5], ":")
+			if len(dev) == 3 && devMatches(dev[0], dev[1], uint64(st.Dev)) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// devMatches compares a /proc/locks device (major and minor in hex) with
+// a stat's.
+func devMatches(major, minor string, dev uint64) bool {
+	maj, err1 := strconv.ParseUint(major, 16, 32)
+	min, err2 := strconv.ParseUint(minor, 16, 32)
+	return err1 == nil && err2 == nil && unix.Major(dev) == uint32(maj) && unix.Minor(dev) == uint32(min)
 }
 
 // Close releases the connection Liveness holds.
