@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,7 +29,16 @@ type experimentOptions struct {
 	// seedSet is false when --seed was not given: a random seed is drawn
 	// and printed.
 	seedSet bool
+	// faults is --faults; schedule its parse; drawing the fault knobs
+	// given with a probability strictly between 0 and 1, which a schedule
+	// replaces: a probability of 0 or 1 decides nothing, so it stays.
+	faults   string
+	schedule *lab.Schedule
+	drawing  []string
 }
+
+// randomKnobs are the fault knobs a --faults schedule replaces, unless 1.
+var randomKnobs = []lab.Knob{lab.KnobFailProb, lab.KnobGenFailProb, lab.KnobCrashProb, lab.KnobCommitCrashProb}
 
 func experimentCommands(g *globalOptions) []*cobra.Command {
 	var cmds []*cobra.Command
@@ -52,6 +62,16 @@ func newExperimentCmd(g *globalOptions, exp *lab.Experiment, runF func(*experime
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			opts.seedSet = c.Flags().Changed("seed")
+			opts.drawing = nil
+			for _, k := range randomKnobs {
+				f := c.Flags().Lookup(string(k))
+				if f == nil || !f.Changed {
+					continue
+				}
+				if p, _ := strconv.ParseFloat(f.Value.String(), 64); p > 0 && p < 1 {
+					opts.drawing = append(opts.drawing, "--"+string(k)+" "+f.Value.String())
+				}
+			}
 			if err := opts.validate(); err != nil {
 				return err
 			}
@@ -62,6 +82,7 @@ func newExperimentCmd(g *globalOptions, exp *lab.Experiment, runF func(*experime
 		},
 	}
 	addExperimentFlags(c.Flags(), exp, &opts.params, &opts.seed)
+	c.Flags().StringVar(&opts.faults, "faults", "", "inject exactly these faults instead of the random ones, once each: fail@STEP#ATTEMPT, crash@SITE, crash@point:K, comma-separated, or none (a report's faults replay it)")
 	return c
 }
 
@@ -138,6 +159,17 @@ func (o *experimentOptions) validate() error {
 	} else {
 		p.Seed = rand.Int64N(1 << 31)
 	}
+	o.schedule = nil
+	if o.faults != "" {
+		if len(o.drawing) > 0 {
+			return usagef("--faults replaces the random fault knobs: drop %s (a probability of 0 or 1 may stay)", strings.Join(o.drawing, ", "))
+		}
+		s, err := lab.ParseFaults(o.faults)
+		if err != nil {
+			return usageError{err}
+		}
+		o.schedule = s
+	}
 	return nil
 }
 
@@ -154,6 +186,7 @@ func (o *experimentOptions) openRuntime(ctx context.Context, cfg resolved, progr
 		Notices:     o.global.io.Err,
 		Stream:      cfg.stream,
 		Faults:      o.params.Faults,
+		Schedule:    o.schedule,
 		Experiments: workflows.Experiments(),
 		Progress:    progress,
 	})
@@ -250,6 +283,9 @@ func printReport(io IOStreams, asJSON bool, rep lab.Report, elapsed time.Duratio
 		lab.Count(rep.Crashes, "process died", "processes died"), rep.InjectedCrashes, rep.KilledFromOutside, rep.CommitCrashes)
 	if rep.Error != "" {
 		fmt.Fprintf(w, "error\t%s\n", oneLine(dburl.Redact(rep.Error)))
+	}
+	if rep.Faults != "" {
+		fmt.Fprintf(w, "faults\treplay with --faults %s\n", rep.Faults)
 	}
 	fmt.Fprintf(w, "lesson\t%s\n", rep.Lesson)
 	if id := rep.WorkflowID; id != "" && !strings.HasPrefix(id, lab.PlainRunPrefix) {

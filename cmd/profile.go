@@ -167,7 +167,7 @@ func runPlainProfile(ctx context.Context, o *profileOptions, cfg resolved, t *la
 		}
 		return in.client, in.Close, nil
 	}
-	bar := newProgress(o.global.io, cfg.json, "no durability", o.params.Batches)
+	bar := newProgress(o.global.io, cfg.json, "no durability", "batches", o.params.Batches)
 	p.Progress = bar.update
 	p.Start = func() error {
 		if profiled {
@@ -187,7 +187,7 @@ func runPlainProfile(ctx context.Context, o *profileOptions, cfg resolved, t *la
 // profiles and counts what DBOS checkpointed.
 func runDurableProfile(ctx context.Context, o *profileOptions, cfg resolved, rec *profiling.Recording) (rep lab.Report, cp lab.Checkpoints, t *lab.Timings, startup, wall time.Duration, err error) {
 	g := o.global
-	bar := newProgress(g.io, cfg.json, "durable", o.params.Batches)
+	bar := newProgress(g.io, cfg.json, "durable", "batches", o.params.Batches)
 	opened := time.Now()
 	rt, closeRuntime, err := o.openRuntime(ctx, cfg, bar.update)
 	if err != nil {

@@ -6,13 +6,13 @@ import (
 	"github.com/schollz/progressbar/v3"
 )
 
-// progress shows batches done out of the total, and the rate, on a
+// progress shows units done out of the total, and the rate, on a
 // terminal's stderr; it does nothing elsewhere and with --output json.
 type progress struct {
 	bar *progressbar.ProgressBar
 }
 
-func newProgress(streams IOStreams, asJSON bool, desc string, total int) *progress {
+func newProgress(streams IOStreams, asJSON bool, desc, unit string, total int) *progress {
 	if !streams.IsTerminal || asJSON {
 		return &progress{}
 	}
@@ -20,7 +20,7 @@ func newProgress(streams IOStreams, asJSON bool, desc string, total int) *progre
 		progressbar.OptionSetWriter(streams.Err),
 		progressbar.OptionSetDescription(desc),
 		progressbar.OptionSetWidth(30),
-		progressbar.OptionSetItsString("batches"),
+		progressbar.OptionSetItsString(unit),
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
 		progressbar.OptionSetPredictTime(true),

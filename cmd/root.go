@@ -94,7 +94,7 @@ was duplicated and what survived.`,
 	root.SetErr(streams.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	g.addFlags(root)
-	root.AddCommand(newRunCmd(g), newCompareCmd(g))
+	root.AddCommand(newRunCmd(g), newCompareCmd(g), newExploreCmd(g))
 	root.AddCommand(newListPendingCmd(g), newWorkflowCmd(g))
 	root.AddCommand(newWorkerCmd(g))
 	root.AddCommand(newProfileCmd(g, nil))

@@ -71,6 +71,7 @@ func (x *Execution) awaitBatch(in Input, crashPoints CrashPoints, b int, h dbos.
 	if _, err := h.GetResult(dbos.WithHandlePollingInterval(pollInterval)); err != nil {
 		return fmt.Errorf("batch %d: %w", b, err)
 	}
+	x.point(Named(fmt.Sprintf("return-batch-%d", b)))
 	if x.rt.progress != nil {
 		x.rt.progress(b, in.Batches)
 	}
@@ -81,8 +82,14 @@ func (x *Execution) awaitBatch(in Input, crashPoints CrashPoints, b int, h dbos.
 	if err != nil {
 		return err
 	}
-	if doneIn == x.number && b > x.rt.faults.CrashAfterBatch {
-		x.MaybeCrash(x.rt.faults.CrashProb, fmt.Sprintf("after batch %d", b))
+	// The point is reached by every execution, so that --faults and
+	// explore can crash there whatever --crash-after says; a random crash
+	// hits only past --crash-after, and only in the execution that ran
+	// batch_N_done, or a recovered execution would die at the same place.
+	p := x.rt.faults.CrashProb
+	if doneIn != x.number || b <= x.rt.faults.CrashAfterBatch {
+		p = 0
 	}
+	x.CrashPoint(Named(fmt.Sprintf("after-batch-%d", b)), p, fmt.Sprintf("after batch %d", b))
 	return nil
 }

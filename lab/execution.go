@@ -37,6 +37,9 @@ type Execution struct {
 	current       *Attempt // the attempt running now, for a crash to end
 	replays       int      // steps taken from their checkpoints
 	saidRecovered bool
+	// fired are the schedule's entries this run already fired (faults.go),
+	// read from the ledger when a schedule first needs them.
+	fired map[string]bool
 }
 
 // Execute runs body as the execution of the workflow ctx belongs to, and
@@ -69,6 +72,11 @@ func Execute[I runInput, O any](ctx dbos.Context, in I, body func(x *Execution) 
 	if err := x.begin(mark.name, mark.parent, !fresh || mark.parent == ""); err != nil {
 		return zero, err
 	}
+	if rt.schedule != nil {
+		// Read now, outside any transaction: inside one, SQLite's only
+		// connection is the transaction's.
+		x.fired = x.firedFaults()
+	}
 	rt.track(x, true)
 	out, err := body(x)
 	rt.track(x, false)
@@ -86,22 +94,6 @@ func (x *Execution) AnalyzedAt() time.Time { return x.rt.analyzedAt }
 // the workflow's role, the execution number and the coordinates.
 func (x *Execution) Decide(p float64, coords ...any) bool {
 	return p > 0 && chance(x.seed, append([]any{x.role, x.number}, coords...)...) < p
-}
-
-// MaybeCrash kills the process at crash point where with probability p.
-func (x *Execution) MaybeCrash(p float64, where string) {
-	if x.Decide(p, where) {
-		x.crash(FaultCrash, where, x.decidedBy(p))
-	}
-}
-
-// MaybeCrashAfterCommit is MaybeCrash at a point right after a write
-// committed and before the workflow moves on: the report counts these
-// crashes apart.
-func (x *Execution) MaybeCrashAfterCommit(p float64, where string) {
-	if x.Decide(p, where) {
-		x.crash(FaultCommitCrash, where, x.decidedBy(p))
-	}
 }
 
 // decidedBy says what decided a fault of probability p.
@@ -147,7 +139,7 @@ func (x *Execution) crash(kind, where, decided string) {
 	if err := x.rt.rec.now(x.ctx, append(events, end)...); err != nil {
 		fmt.Fprintf(x.rt.notices, "durlab: could not record the crash: %v\n", err)
 	}
-	fmt.Fprintf(x.rt.notices, "durlab: injected crash %s: SIGKILL to pid %d (workflow %s)\n", where, os.Getpid(), x.root)
+	fmt.Fprintf(x.rt.notices, "durlab: injected crash at %s: SIGKILL to pid %d (workflow %s)\n", where, os.Getpid(), x.root)
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {}
 }
@@ -194,7 +186,9 @@ func Step[R any](x *Execution, name string, fn func(a *Attempt) (R, error), retr
 		begin := a.event(store.AttemptBegan)
 		a.begin = &begin // its first write, a failure or a crash writes it
 		x.setCurrent(a)
+		x.point(In(name, n, "start"))
 		r, err := fn(a)
+		x.point(In(name, n, "end"))
 		x.setCurrent(nil)
 		if err != nil {
 			// Written before DBOS waits to retry: a process killed in the
@@ -251,7 +245,9 @@ func Transaction[R any](x *Execution, name string, fn func(a *Attempt) (R, error
 			return zero, err
 		}
 		x.setCurrent(a)
+		x.point(In(name, n, "start"))
 		r, err := fn(a)
+		x.point(In(name, n, "end"))
 		x.setCurrent(nil)
 		if err != nil {
 			rolledBack = append(rolledBack, begin, a.endEvent(err))
@@ -295,6 +291,9 @@ func (a *Attempt) InsertPage(v store.Variant, page int, users []fake.User, analy
 	})
 	if err == nil {
 		a.rows += len(users)
+		if a.tx == nil { // committed: in a transaction, nothing commits before its end
+			a.x.point(In(a.step, a.N, fmt.Sprintf("after-page-%d", page)))
+		}
 	}
 	return err
 }
@@ -311,8 +310,10 @@ func (x *Execution) InsertPage(v store.Variant, step string, page int, users []f
 	err := x.rt.timings.TimeStore(func() error { return x.write(x.ctx, v, users, analyzedAt, w) })
 	if err != nil {
 		x.rt.rec.later(begin, a.endEvent(err))
+		return err
 	}
-	return err
+	x.point(In(step, 1, "after-commit"))
+	return nil
 }
 
 // write inserts users into table v, atomically with events and the events
@@ -330,10 +331,19 @@ func (x *Execution) write(ctx context.Context, v store.Variant, users []fake.Use
 // the coordinates: it records the fault and returns an error saying msg.
 // It returns nil when no fault fires.
 func (a *Attempt) FailIf(p float64, msg string, coords ...any) error {
-	if !a.x.Decide(p, coords...) {
+	site := In(a.step, a.N, "")
+	decided := a.x.decidedBy(p)
+	// A schedule replaces the random knobs; a probability of 1 decides
+	// nothing, so it stays (retry-bad's failures are its lesson).
+	if a.x.rt.schedule != nil && p < 1 {
+		var ok bool
+		if decided, ok = a.x.scheduled(FaultFail, site, 0); !ok {
+			return nil
+		}
+	} else if !a.x.Decide(p, coords...) {
 		return nil
 	}
-	a.x.rt.rec.later(a.x.faultEvent(FaultFail, fmt.Sprintf("%s#%d", a.step, a.N), a.x.decidedBy(p), a))
+	a.x.rt.rec.later(a.x.faultEvent(FaultFail, site.String(), decided, a))
 	return injectedError{msg}
 }
 

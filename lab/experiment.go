@@ -3,6 +3,7 @@ package lab
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
@@ -113,8 +114,69 @@ type Experiment struct {
 	Children []ChildWorkflow
 	// Expected says in words what a correct run of input in produces.
 	Expected func(in Input) string
+	// Guarantee is what durlab explore checks, against the databases, after
+	// any fault: what the experiment promises however its run was hurt.
+	Guarantee Guarantee
+	// PageNumbers are the pages a run of input in writes.
+	PageNumbers func(in Input) []int
 	// Judge sets the report's verdict (AsExpected) and its Lesson.
 	Judge func(rep *Report)
+}
+
+// PagesFrom0 numbers a one-workflow run's pages from 0.
+func PagesFrom0(in Input) []int {
+	pages := make([]int, in.Pages)
+	for i := range pages {
+		pages[i] = i
+	}
+	return pages
+}
+
+// BatchPages numbers a batch run's pages from 1 across its batches.
+func BatchPages(in Input) []int {
+	pages := make([]int, in.Pages*max(in.Batches, 1))
+	for i := range pages {
+		pages[i] = i + 1
+	}
+	return pages
+}
+
+// Guarantee is what an experiment promises whatever faults hit its run.
+type Guarantee struct {
+	// Status is the main workflow's final status: SUCCESS, or ERROR for an
+	// experiment whose lesson is a failure.
+	Status string
+	// AllUsers: every user of every page of the input is in the table.
+	AllUsers bool
+	// LatestExact: the window-function count equals the input's users.
+	LatestExact bool
+	// NoDuplicates: rows equal unique users.
+	NoDuplicates bool
+	// Unique: a UNIQUE violation was hit (the lesson of retry-bad);
+	// NoUnique: none was.
+	Unique, NoUnique bool
+}
+
+// String says what the guarantee checks, as explore prints it.
+func (g Guarantee) String() string {
+	parts := []string{"the workflow ends " + g.Status}
+	if g.AllUsers {
+		parts = append(parts, "every user of the input is in the table")
+	}
+	if g.LatestExact {
+		parts = append(parts, "the window-function count is exact")
+	}
+	if g.NoDuplicates {
+		parts = append(parts, "no duplicate row")
+	}
+	if g.Unique {
+		parts = append(parts, "a UNIQUE violation is hit")
+	}
+	if g.NoUnique {
+		parts = append(parts, "no UNIQUE violation")
+	}
+	parts = append(parts, "the ledger explains every duplicate")
+	return strings.Join(parts, ", ")
 }
 
 // Has tells whether the experiment takes knob k.
@@ -175,6 +237,9 @@ func (w *Workflow[I, O]) register(rt *Runtime, name string, opts ...dbos.Workflo
 func (w *Workflow[I, O]) Run(x *Execution, in I, opts ...dbos.WorkflowOption) (dbos.WorkflowHandle[O], error) {
 	if !x.rt.registered[w] {
 		return nil, fmt.Errorf("workflow %s is not in its experiment's Children: durlab registers only the workflows its descriptors list", w.name)
+	}
+	if child, ok := any(in).(runInput); ok {
+		x.point(Named("start-" + child.role()))
 	}
 	return dbos.RunWorkflow(started(x.ctx, w.dbosName, x.id), w.fn, in, opts...)
 }

@@ -95,6 +95,12 @@ type Config struct {
 	// recoveries (stream.go).
 	Stream io.Writer
 	Faults Faults
+	// Schedule, if set, replaces the random fault knobs: the faults it lists
+	// fire, once each, and no other (faults.go).
+	Schedule *Schedule
+	// OnPoint, if set, is told every crash point the process reaches, by
+	// its site (explore enumerates them so).
+	OnPoint func(site string)
 	// Experiments are registered with DBOS, so that Launch can recover a
 	// workflow of any of them.
 	Experiments []*Experiment
@@ -117,6 +123,11 @@ type Runtime struct {
 	faults  Faults
 	notices io.Writer
 	stream  io.Writer
+
+	schedule   *Schedule
+	onPoint    func(site string)
+	scheduleMu sync.Mutex
+	points     map[string]int // crash points reached, by run
 
 	// registered are the workflows registered with this runtime's DBOS.
 	registered map[any]bool
@@ -172,6 +183,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 		notices = io.Discard
 	}
 	rt := &Runtime{faults: cfg.Faults, notices: notices, stream: cfg.Stream, registered: map[any]bool{},
+		schedule: cfg.Schedule, onPoint: cfg.OnPoint, points: map[string]int{},
 		running: map[*Execution]bool{}, analyzedAt: time.Now().UTC(),
 		progress: cfg.Progress, queues: map[string]dbos.Queue{},
 		serve: cfg.Serve, selfServe: map[string]bool{}, stop: make(chan struct{})}

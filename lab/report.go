@@ -47,10 +47,13 @@ type Report struct {
 	UniqueViolations int64 `json:"unique_violations"`
 	// RetriedWriteAttempts are the failed attempts whose rows a retry
 	// wrote again.
-	RetriedWriteAttempts int    `json:"retried_write_attempts"`
-	Seed                 int64  `json:"seed"`
-	Attached             bool   `json:"attached"`
-	Error                string `json:"error"`
+	RetriedWriteAttempts int `json:"retried_write_attempts"`
+	// Faults are the faults injected, in the --faults syntax: pasted back
+	// as --faults, they replay the run.
+	Faults   string `json:"faults"`
+	Seed     int64  `json:"seed"`
+	Attached bool   `json:"attached"`
+	Error    string `json:"error"`
 	// Lesson is one sentence on what this run shows.
 	Lesson string `json:"lesson"`
 
@@ -235,6 +238,7 @@ func (rt *Runtime) finish(ctx context.Context, e *Experiment, h dbos.WorkflowHan
 		return rep, err
 	}
 	rep.setSummary(run.Summary())
+	rep.Faults = run.Schedule()
 	return rep, nil
 }
 

@@ -27,6 +27,8 @@ import (
 	"cmp"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
@@ -142,6 +144,32 @@ type Fault struct {
 	At        time.Time
 	Execution *Execution
 	Attempt   *Attempt // nil for a crash between steps
+}
+
+// Spec is the fault in the --faults syntax (see package lab): kind, site,
+// and the execution of the site's workflow when it is not the first.
+func (f *Fault) Spec() string {
+	kind := f.Kind
+	if kind == "commit-crash" {
+		kind = "crash"
+	}
+	s := kind + "@" + f.Site
+	if n := f.Execution.Number; n > 1 {
+		s += "/" + strconv.Itoa(n)
+	}
+	return s
+}
+
+// Schedule is every fault the run injected, in the --faults syntax, in the
+// order they fired: pasted back as --faults it replays the run.
+func (r *Run) Schedule() string {
+	faults := slices.Clone(r.Faults)
+	slices.SortStableFunc(faults, func(a, b *Fault) int { return a.At.Compare(b.At) })
+	var specs []string
+	for _, f := range faults {
+		specs = append(specs, f.Spec())
+	}
+	return strings.Join(specs, ",")
 }
 
 // Cause is why a page was written again.

@@ -223,6 +223,23 @@ func (t sqlTable) Counts(ctx context.Context, workflowID string) (Counts, error)
 	return c, err
 }
 
+func (t sqlTable) UserIDs(ctx context.Context, workflowID string) (map[string]bool, error) {
+	rows, err := t.s.db.QueryContext(ctx, `SELECT DISTINCT id FROM `+t.v.Table()+` WHERE workflow_id = `+t.s.d.placeholder(1), workflowID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	ids := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids[id] = true
+	}
+	return ids, rows.Err()
+}
+
 func (t sqlTable) WorkflowIDs(ctx context.Context) ([]string, error) {
 	rows, err := t.s.db.QueryContext(ctx, `SELECT DISTINCT workflow_id FROM `+t.v.Table())
 	if err != nil {

@@ -105,6 +105,9 @@ type Table interface {
 	// Counts counts what workflowID wrote; zero counts when it wrote
 	// nothing. It fails only with the database's error.
 	Counts(ctx context.Context, workflowID string) (Counts, error)
+	// UserIDs are the distinct user IDs workflowID wrote. It fails only
+	// with the database's error.
+	UserIDs(ctx context.Context, workflowID string) (map[string]bool, error)
 	// WorkflowIDs lists the workflows that have rows in the table. It fails
 	// only with the database's error.
 	WorkflowIDs(ctx context.Context) ([]string, error)

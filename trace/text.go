@@ -145,7 +145,7 @@ func (r *textRenderer) execution(x *Execution, lead, pad string, level int) {
 	}
 	for _, f := range x.Faults {
 		items = append(items, item{f.At, nil, func(lead, _ string) {
-			r.line("%s%s", lead, r.p.bad.Sprintf("injected %s: %s (%s)", f.Kind, f.Site, f.DecidedBy))
+			r.line("%s%s", lead, r.p.bad.Sprintf("injected %s at %s (%s)", f.Kind, f.Site, f.DecidedBy))
 		}})
 	}
 	for _, c := range x.Children {
@@ -195,7 +195,7 @@ func (r *textRenderer) executionOutcome(x *Execution) string {
 	case "error":
 		s = r.p.bad.Sprint("failed: " + firstLine(x.Error))
 	case "crashed":
-		s = r.p.bad.Sprint("crashed " + x.Site)
+		s = r.p.bad.Sprint("crashed at " + x.Site)
 	case "killed":
 		s = r.p.bad.Sprint("killed from outside")
 	case "stopped":
@@ -258,7 +258,7 @@ func (r *textRenderer) attemptOutcome(a *Attempt) string {
 	case "died":
 		s = r.p.bad.Sprint("died mid-attempt")
 	case "crashed":
-		s = r.p.bad.Sprint("crashed " + a.Site)
+		s = r.p.bad.Sprint("crashed at " + a.Site)
 	case "stopped":
 		s = r.p.warn.Sprint("stopped by a signal")
 	case "running":

@@ -24,11 +24,13 @@ var Basic = &lab.Experiment{
 	Long: `Empties the users table of finished runs, then runs one workflow whose steps
 each generate a page of users and insert it. The result is the number of rows
 the workflow wrote. Safe to run again: every run has its own workflow ID.`,
-	Knobs:    []lab.Knob{lab.KnobPages, lab.KnobPageSize},
-	Defaults: lab.Params{Input: lab.Input{Pages: 2, PageSize: 10}},
-	Table:    store.Strict,
-	Main:     lab.NewWorkflow("users_workflow", basicWorkflow),
-	Expected: lab.PagesExpected,
+	Knobs:       []lab.Knob{lab.KnobPages, lab.KnobPageSize},
+	Defaults:    lab.Params{Input: lab.Input{Pages: 2, PageSize: 10}},
+	Table:       store.Strict,
+	Main:        lab.NewWorkflow("users_workflow", basicWorkflow),
+	PageNumbers: lab.PagesFrom0,
+	Guarantee:   lab.Guarantee{Status: "SUCCESS", AllUsers: true},
+	Expected:    lab.PagesExpected,
 	Judge: func(rep *lab.Report) {
 		rep.AsExpected = rep.Succeeded() && rep.Rows == rep.RunInput().Users()
 		if rep.Duplicates > 0 {

@@ -44,13 +44,15 @@ fails AFTER the write with --fail-prob, up to --attempts attempts 0.1 s apart.
 After each batch past --crash-after the process dies with --crash-prob. The
 ledger table keeps every duplicate; the window-function count is exact.
 Use 'durlab run dedup --until-success' to restart it after each crash.`,
-	Knobs:    batchFaultKnobs,
-	Defaults: batchFaultDefaults,
-	Table:    store.Ledger,
-	Main:     lab.NewWorkflow("users_workflow", dedupWorkflow),
-	Children: []lab.ChildWorkflow{dedupBatch},
-	Expected: func(in lab.Input) string { return lab.BatchesExpected(in) + " by the window-function count" },
-	Judge:    judgeBatches,
+	Knobs:       batchFaultKnobs,
+	Defaults:    batchFaultDefaults,
+	Table:       store.Ledger,
+	Main:        lab.NewWorkflow("users_workflow", dedupWorkflow),
+	Children:    []lab.ChildWorkflow{dedupBatch},
+	PageNumbers: lab.BatchPages,
+	Guarantee:   lab.Guarantee{Status: "SUCCESS", AllUsers: true, LatestExact: true},
+	Expected:    func(in lab.Input) string { return lab.BatchesExpected(in) + " by the window-function count" },
+	Judge:       judgeBatches,
 }
 
 func dedupWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
@@ -145,5 +147,6 @@ func (b *batch) failAfterWrite(a *lab.Attempt, rows int) (inserted, error) {
 // crashAfterCommit is the crash point right after the batch's insert
 // committed and before the workflow moves on (--commit-crash-prob).
 func (b *batch) crashAfterCommit() {
-	b.x.MaybeCrashAfterCommit(b.x.Faults().CommitCrashProb, fmt.Sprintf("after committing batch %d (attempt %d)", b.in.Batch, b.attempts))
+	b.x.CommitCrashPoint(lab.In(b.insertName(), b.attempts, "after-commit"), b.x.Faults().CommitCrashProb,
+		fmt.Sprintf("after committing batch %d (attempt %d)", b.in.Batch, b.attempts))
 }

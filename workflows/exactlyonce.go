@@ -25,12 +25,14 @@ var ExactlyOnce = &lab.Experiment{
 	Long: `The same workload, faults and seeds as dedup, but the insert step runs in
 dbos.RunAsTransaction: the batch's rows and the step's checkpoint commit
 together. Compare the two with 'durlab compare'.`,
-	Knobs:    batchFaultKnobs,
-	Defaults: batchFaultDefaults,
-	Table:    store.Ledger,
-	Main:     lab.NewWorkflow("users_workflow", exactlyOnceWorkflow),
-	Children: []lab.ChildWorkflow{exactlyOnceBatch},
-	Expected: func(in lab.Input) string { return lab.BatchesExpected(in) + ", rows == unique users, 0 duplicates" },
+	Knobs:       batchFaultKnobs,
+	Defaults:    batchFaultDefaults,
+	Table:       store.Ledger,
+	Main:        lab.NewWorkflow("users_workflow", exactlyOnceWorkflow),
+	Children:    []lab.ChildWorkflow{exactlyOnceBatch},
+	PageNumbers: lab.BatchPages,
+	Guarantee:   lab.Guarantee{Status: "SUCCESS", AllUsers: true, LatestExact: true, NoDuplicates: true},
+	Expected:    func(in lab.Input) string { return lab.BatchesExpected(in) + ", rows == unique users, 0 duplicates" },
 	Judge: func(rep *lab.Report) {
 		judgeBatches(rep)
 		rep.AsExpected = rep.AsExpected && rep.Rows == rep.UniqueUsers

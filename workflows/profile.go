@@ -28,13 +28,15 @@ var Profile = &lab.Experiment{
 	Long: `A main workflow runs --batches child workflows of --pages pages of --page-size
 users. Nothing fails. The run is profiled, and the same work can be run with
 no DBOS at all to measure the price of durability.`,
-	Knobs:    []lab.Knob{lab.KnobBatches, lab.KnobPages, lab.KnobPageSize, lab.KnobQueue},
-	Defaults: lab.Params{Input: lab.Input{Batches: 10, Pages: 10, PageSize: 10}},
-	Table:    store.Strict,
-	Main:     lab.NewWorkflow("users_workflow", profileWorkflow),
-	Children: []lab.ChildWorkflow{profileBatch},
-	Expected: lab.BatchesExpected,
-	Judge:    judgeBatches,
+	Knobs:       []lab.Knob{lab.KnobBatches, lab.KnobPages, lab.KnobPageSize, lab.KnobQueue},
+	Defaults:    lab.Params{Input: lab.Input{Batches: 10, Pages: 10, PageSize: 10}},
+	Table:       store.Strict,
+	Main:        lab.NewWorkflow("users_workflow", profileWorkflow),
+	Children:    []lab.ChildWorkflow{profileBatch},
+	PageNumbers: lab.BatchPages,
+	Guarantee:   lab.Guarantee{Status: "SUCCESS", AllUsers: true, LatestExact: true},
+	Expected:    lab.BatchesExpected,
+	Judge:       judgeBatches,
 }
 
 func profileWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {

@@ -27,9 +27,11 @@ A workflow that crashes more than --max-recovery-attempts times is dead-lettered
 	Knobs: []lab.Knob{lab.KnobPages, lab.KnobPageSize, lab.KnobCrashProb, lab.KnobMaxRecoveryAttempts, lab.KnobWait},
 	Defaults: lab.Params{Input: lab.Input{Pages: 2, PageSize: 10},
 		Faults: lab.Faults{CrashProb: 0.5, MaxRecoveryAttempts: 3}, Wait: lab.DefaultWait},
-	Table:    store.Strict,
-	Main:     lab.NewWorkflow("users_workflow", recoverWorkflow),
-	Expected: lab.PagesExpected,
+	Table:       store.Strict,
+	Main:        lab.NewWorkflow("users_workflow", recoverWorkflow),
+	PageNumbers: lab.PagesFrom0,
+	Guarantee:   lab.Guarantee{Status: "SUCCESS", AllUsers: true},
+	Expected:    lab.PagesExpected,
 	Judge: func(rep *lab.Report) {
 		rep.AsExpected = rep.Succeeded() && rep.Rows == rep.RunInput().Users()
 		switch {
@@ -51,7 +53,7 @@ func recoverWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
 	return lab.Execute(ctx, in, func(x *lab.Execution) (store.Counts, error) {
 		for page := range in.Pages {
 			if page > 0 {
-				x.MaybeCrash(x.Faults().CrashProb, fmt.Sprintf("before page %d", page))
+				x.CrashPoint(lab.Named(fmt.Sprintf("before-page-%d", page)), x.Faults().CrashProb, fmt.Sprintf("before page %d", page))
 			}
 			if err := writePage(x, page, in.PageSize, x.AnalyzedAt(), nil, lab.Retries{}); err != nil {
 				return store.Counts{}, err

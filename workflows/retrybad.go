@@ -25,10 +25,12 @@ var RetryBad = &lab.Experiment{
 every attempt but the last. DBOS retries the step; the retry inserts the same
 users with the same analyzed_at and the UNIQUE constraint refuses them.
 Exit 0 means the lesson was observed: the workflow failed on the constraint.`,
-	Knobs:    []lab.Knob{lab.KnobPages, lab.KnobPageSize, lab.KnobFailProb, lab.KnobAttempts},
-	Defaults: lab.Params{Input: lab.Input{Pages: 2, PageSize: 10}, Faults: lab.Faults{FailProb: 1, Attempts: 3}},
-	Table:    store.Strict,
-	Main:     lab.NewWorkflow("users_workflow", retryBadWorkflow),
+	Knobs:       []lab.Knob{lab.KnobPages, lab.KnobPageSize, lab.KnobFailProb, lab.KnobAttempts},
+	Defaults:    lab.Params{Input: lab.Input{Pages: 2, PageSize: 10}, Faults: lab.Faults{FailProb: 1, Attempts: 3}},
+	Table:       store.Strict,
+	Main:        lab.NewWorkflow("users_workflow", retryBadWorkflow),
+	PageNumbers: lab.PagesFrom0,
+	Guarantee:   lab.Guarantee{Status: "ERROR", Unique: true},
 	Expected: func(lab.Input) string {
 		return "the retried step fails on the UNIQUE constraint (users.id, workflow_id, analyzed_at)"
 	},

@@ -29,8 +29,10 @@ re-executes the inserts: no UNIQUE violation, and more rows than unique users.`,
 	Knobs: []lab.Knob{lab.KnobPages, lab.KnobPageSize, lab.KnobCrashProb, lab.KnobMaxRecoveryAttempts, lab.KnobWait},
 	Defaults: lab.Params{Input: lab.Input{Pages: 2, PageSize: 10},
 		Faults: lab.Faults{CrashProb: 0.5, MaxRecoveryAttempts: 3}, Wait: lab.DefaultWait},
-	Table: store.Strict,
-	Main:  lab.NewWorkflow("users_workflow", splitStepsWorkflow),
+	Table:       store.Strict,
+	Main:        lab.NewWorkflow("users_workflow", splitStepsWorkflow),
+	PageNumbers: lab.PagesFrom0,
+	Guarantee:   lab.Guarantee{Status: "SUCCESS", AllUsers: true, NoUnique: true},
 	Expected: func(in lab.Input) string {
 		return lab.PagesExpected(in) + ", no UNIQUE violation; rows exceed users after a crash"
 	},
@@ -52,7 +54,7 @@ func splitStepsWorkflow(ctx dbos.Context, in lab.Input) (store.Counts, error) {
 		analyzedAt := time.Now().UTC() // per execution, on purpose: see the file comment
 		for page := range in.Pages {
 			if page > 0 {
-				x.MaybeCrash(x.Faults().CrashProb, fmt.Sprintf("before page %d", page))
+				x.CrashPoint(lab.Named(fmt.Sprintf("before-page-%d", page)), x.Faults().CrashProb, fmt.Sprintf("before page %d", page))
 			}
 			users, err := lab.Step(x, fmt.Sprintf("generate_page_%d", page), func(*lab.Attempt) ([]fake.User, error) {
 				return fake.Page(page, in.PageSize), nil
