@@ -53,6 +53,7 @@ func TestScripts(t *testing.T) {
 			"killbg":    cmdKillBackground,
 			"lab":       cmdLab,
 			"interrupt": cmdInterrupt,
+			"browser":   cmdBrowser,
 		},
 		RequireExplicitExec: true,
 	})
