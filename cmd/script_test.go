@@ -54,6 +54,7 @@ func TestScripts(t *testing.T) {
 			"killbg":    cmdKillBackground,
 			"lab":       cmdLab,
 			"interrupt": cmdInterrupt,
+			"browser":   cmdBrowser,
 		},
 		RequireExplicitExec: true,
 	})
