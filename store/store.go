@@ -144,8 +144,10 @@ type Store interface {
 
 // Open opens the store named by dsn (see package dburl): a Postgres URL, or
 // a SQLite file given as a path or a sqlite: URL. It creates what is
-// missing, and fails with ErrForeignSchema when a users table is not
-// durlab's, or with ErrUnavailable when the database cannot be used.
+// missing, a missing Postgres database included (as DBOS creates its system
+// database), and fails with ErrForeignSchema when a users table is not
+// durlab's, or with ErrUnavailable when the database cannot be used (a role
+// that may not create the missing database among them).
 func Open(ctx context.Context, dsn string) (Store, error) {
 	return open(ctx, dsn, false)
 }
