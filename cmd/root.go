@@ -98,10 +98,11 @@ was duplicated and what survived.`,
 	root.AddCommand(newListPendingCmd(g), newWorkflowCmd(g))
 	root.AddCommand(newWorkerCmd(g))
 	root.AddCommand(newProfileCmd(g, nil))
-	root.AddCommand(newVersionCmd(g, nil))
+	root.AddCommand(newVersionCmd(g, nil), newCompletionCmd())
 	for _, c := range experimentCommands(g) {
 		root.AddCommand(c)
 	}
+	addCompletions(root, g)
 	return root
 }
 
