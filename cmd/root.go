@@ -98,7 +98,7 @@ was duplicated and what survived.`,
 	root.AddCommand(newListPendingCmd(g), newWorkflowCmd(g))
 	root.AddCommand(newWorkerCmd(g))
 	root.AddCommand(newProfileCmd(g, nil))
-	root.AddCommand(newVersionCmd(g, nil), newCompletionCmd())
+	root.AddCommand(newVersionCmd(g, nil), newCompletionCmd(), newCleanCmd(g, nil))
 	for _, c := range experimentCommands(g) {
 		root.AddCommand(c)
 	}

@@ -44,6 +44,11 @@ type dialect struct {
 	countsSQL func(v Variant) string
 	// isDuplicate tells whether err is a primary-key conflict.
 	isDuplicate func(err error) bool
+	// completionTable is where DBOS's data source keeps its transaction
+	// records (in the schema DBOS gives it by default on Postgres).
+	completionTable string
+	// compact shrinks the database file ("" where nothing does).
+	compact string
 }
 
 // sqliteDialect: times as text with milliseconds. Counts group by id, which
@@ -51,15 +56,17 @@ type dialect struct {
 // id) would build a temporary b-tree of every ID, in memory with
 // temp_store=MEMORY.
 var sqliteDialect = dialect{
-	name:           "sqlite",
-	placeholder:    func(int) string { return "?" },
-	timeType:       "TEXT",
-	intType:        "INTEGER",
-	createdAtNow:   "(strftime('%Y-%m-%d %H:%M:%f', 'now'))",
-	timeArg:        func(t time.Time) any { return t.UTC().Format(time.RFC3339Nano) },
-	clusteredTable: " WITHOUT ROWID",
-	prepare:        true,
-	columnsSQL:     `SELECT name, pk > 0 FROM pragma_table_info(?)`,
+	name:            "sqlite",
+	placeholder:     func(int) string { return "?" },
+	timeType:        "TEXT",
+	intType:         "INTEGER",
+	createdAtNow:    "(strftime('%Y-%m-%d %H:%M:%f', 'now'))",
+	timeArg:         func(t time.Time) any { return t.UTC().Format(time.RFC3339Nano) },
+	clusteredTable:  " WITHOUT ROWID",
+	prepare:         true,
+	completionTable: "transaction_completion",
+	compact:         "VACUUM",
+	columnsSQL:      `SELECT name, pk > 0 FROM pragma_table_info(?)`,
 	countsSQL: func(v Variant) string {
 		return `SELECT COALESCE(SUM(n), 0), COUNT(*) FROM
 		(SELECT COUNT(*) AS n FROM ` + v.Table() + ` WHERE workflow_id = ? GROUP BY id)`
@@ -79,14 +86,15 @@ const pgSchemaLock int64 = 0x6475726c6162
 // postgresDialect: created_at from clock_timestamp(), the time of the insert
 // itself rather than of its transaction.
 var postgresDialect = dialect{
-	name:         "postgres",
-	placeholder:  func(n int) string { return "$" + strconv.Itoa(n) },
-	timeType:     "TIMESTAMPTZ",
-	intType:      "BIGINT",
-	createdAtNow: "clock_timestamp()",
-	timeArg:      func(t time.Time) any { return t },
-	oneStatement: true,
-	schemaLock:   fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, pgSchemaLock),
+	name:            "postgres",
+	placeholder:     func(n int) string { return "$" + strconv.Itoa(n) },
+	timeType:        "TIMESTAMPTZ",
+	intType:         "BIGINT",
+	createdAtNow:    "clock_timestamp()",
+	timeArg:         func(t time.Time) any { return t },
+	oneStatement:    true,
+	completionTable: "dbos.transaction_completion",
+	schemaLock:      fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, pgSchemaLock),
 	// The table as the search_path resolves it.
 	columnsSQL: `SELECT a.attname::text, COALESCE(a.attnum = ANY(i.indkey::int2[]), false)
 		FROM pg_attribute a

@@ -85,6 +85,12 @@ type Counts struct {
 	Latest      int64 `json:"latest"`       // the window-function count: the latest row per (id, workflow_id)
 }
 
+// Records are what the store holds for one run, or what Forget deleted.
+type Records struct {
+	Rows   int64 `json:"rows"`   // users rows, both tables
+	Events int64 `json:"events"` // attempt-ledger events
+}
+
 // Tx is the transaction a write joins: the dbos.Tx that
 // dbos.RunAsTransaction hands its function, or one begun by Store.Update.
 type Tx interface {
@@ -133,6 +139,22 @@ type Store interface {
 	// Events returns the events of the run whose main workflow is root,
 	// earliest first; none when the ledger holds none.
 	Events(ctx context.Context, root string) ([]Event, error)
+	// Holdings counts what the store holds for each run, by the ID of the
+	// run's main workflow: its rows in both users tables (every row of a
+	// run carries that ID) and its attempt-ledger events. It fails only
+	// with the database's error.
+	Holdings(ctx context.Context) (map[string]Records, error)
+	// Forget deletes what the store holds for the runs whose main
+	// workflows are roots (their rows in both users tables and their
+	// ledger events) and the transaction records DBOS's data source keeps
+	// for workflows (exactly-once's batches), in one transaction, and
+	// returns what it deleted; on the database's error it deletes nothing.
+	Forget(ctx context.Context, roots, workflows []string) (Records, error)
+	// Compact gives the space of deleted rows back to the file system: a
+	// SQLite file shrinks (VACUUM), a Postgres database is left to its
+	// autovacuum. It fails with the database's error, SQLITE_BUSY when
+	// another process is reading, and changes nothing then.
+	Compact(ctx context.Context) error
 	// NewDataSource makes the store a DBOS data source of c, for
 	// dbos.RunAsTransaction: DBOS creates its transaction_completion table
 	// in the store. It must be called before c is launched; it fails with
