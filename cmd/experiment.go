@@ -28,6 +28,10 @@ type experimentOptions struct {
 	// seedSet is false when --seed was not given: a random seed is drawn
 	// and printed.
 	seedSet bool
+	// newRun: --new, start a new workflow even where one was left pending.
+	newRun bool
+	// given tells whether a flag was on the command line.
+	given func(flag string) bool
 }
 
 func experimentCommands(g *globalOptions) []*cobra.Command {
@@ -51,7 +55,7 @@ func newExperimentCmd(g *globalOptions, exp *lab.Experiment, runF func(*experime
 		Long:  exp.Long + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Origin),
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			opts.seedSet = c.Flags().Changed("seed")
+			opts.seedSet, opts.given = c.Flags().Changed("seed"), c.Flags().Changed
 			if err := opts.validate(); err != nil {
 				return err
 			}
@@ -62,6 +66,7 @@ func newExperimentCmd(g *globalOptions, exp *lab.Experiment, runF func(*experime
 		},
 	}
 	addExperimentFlags(c.Flags(), exp, &opts.params, &opts.seed)
+	c.Flags().BoolVar(&opts.newRun, "new", false, "start a new workflow even if an earlier process left one pending; it stays PENDING for a later run")
 	return c
 }
 
@@ -156,6 +161,7 @@ func (o *experimentOptions) openRuntime(ctx context.Context, cfg resolved, progr
 		Faults:      o.params.Faults,
 		Experiments: workflows.Experiments(),
 		Progress:    progress,
+		New:         o.newRun,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -169,6 +175,58 @@ func (o *experimentOptions) noteSeed(prefix string) {
 	if !o.seedSet && o.exp.HasFaults() {
 		fmt.Fprintf(o.global.io.Err, "%s: %s with seed %d (replay with --seed %d)\n", prefix, o.exp.Name, o.params.Seed, o.params.Seed)
 	}
+}
+
+// onStart is told how the run began: for a new workflow it prints the seed
+// drawn; for a resumed one, which runs with its own input, one line per
+// flag whose value is not used, and the value that is.
+func (o *experimentOptions) onStart(s lab.Start) {
+	if !s.Attached {
+		o.noteSeed("durlab")
+		return
+	}
+	for _, line := range o.overridden(s) {
+		fmt.Fprintln(o.global.io.Err, "durlab: "+line)
+	}
+}
+
+// overridden says, for each input flag whose value differs from the
+// resumed workflow's own, which value is used.
+func (o *experimentOptions) overridden(s lab.Start) []string {
+	mine, theirs := o.params.Input, s.Input
+	fields := []struct {
+		flag         string
+		mine, theirs any
+		taken        bool
+	}{
+		{"seed", mine.Seed, theirs.Seed, true},
+		{"batches", mine.Batches, theirs.Batches, o.exp.Has(lab.KnobBatches)},
+		{"pages", mine.Pages, theirs.Pages, true},
+		{"page-size", mine.PageSize, theirs.PageSize, true},
+		{"queue", mine.Queue, theirs.Queue, o.exp.Has(lab.KnobQueue)},
+	}
+	id := s.WorkflowID[:min(len(s.WorkflowID), 8)]
+	var lines []string
+	for _, f := range fields {
+		if !f.taken || f.mine == f.theirs {
+			continue
+		}
+		ours := fmt.Sprintf("--%s %v", f.flag, f.mine)
+		switch {
+		case f.flag == "seed" && !o.seedSet:
+			ours = fmt.Sprintf("the seed drawn (%v)", f.mine)
+		case f.flag == "queue" && f.mine == "":
+			ours = "running the batches here (no --queue)"
+		case o.given == nil || !o.given(f.flag):
+			ours += " (the default)"
+		}
+		used := fmt.Sprintf("--%s %v", f.flag, f.theirs)
+		if f.flag == "queue" && f.theirs == "" {
+			used = "no --queue"
+		}
+		lines = append(lines, fmt.Sprintf("%s not used: resumed workflow %s runs with %s, its own input (--new starts a new workflow with this command's flags)", ours, id, used))
+	}
+	return lines
 }
 
 // probFlag is a probability flag and its value.
@@ -198,7 +256,7 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 		return err
 	}
 	defer closeRuntime()
-	o.noteSeed("durlab")
+	o.params.OnStart = o.onStart
 	if o.params.Queue != "" && o.exp.HasFaults() {
 		fmt.Fprintf(g.io.Err, "durlab: the batches run on the workers of queue %s and obey the workers' fault flags; this command's --fail-prob, --gen-fail-prob and --commit-crash-prob apply only to batches it runs itself, its --crash-prob to the main workflow\n", o.params.Queue)
 	}

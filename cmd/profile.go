@@ -200,6 +200,7 @@ func runDurableProfile(ctx context.Context, o *profileOptions, cfg resolved, rec
 	}
 	bar.start()
 	start := time.Now()
+	o.params.OnStart = o.onStart
 	rep, err = rt.Run(ctx, o.exp, o.params)
 	wall = time.Since(start)
 	bar.finish()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -156,6 +157,11 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 	for {
 		sum.Attempts++
 		var stdout bytes.Buffer
+		if sum.Attempts > 1 {
+			// A restart resumes what the last child left: --new again would
+			// start yet another workflow after every crash.
+			args = slices.DeleteFunc(args, func(a string) bool { return a == "--new=true" })
+		}
 		child := exec.Command(self, args...)
 		child.Stdout, child.Stderr = &stdout, io.Err
 		if err := child.Start(); err != nil {

@@ -89,6 +89,8 @@ type Params struct {
 	Input
 	Faults
 	Wait time.Duration // how long to give a pending workflow of another executor
+	// OnStart, if set, is told how the run began, before Run waits for it.
+	OnStart func(Start)
 }
 
 // DefaultWait is the Python original's pause before deciding about a

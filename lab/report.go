@@ -95,6 +95,9 @@ func (rt *Runtime) Run(ctx context.Context, e *Experiment, p Params) (Report, er
 	if err != nil {
 		return Report{}, err
 	}
+	if err := rt.started(name, h.GetWorkflowID(), attached, p); err != nil {
+		return Report{}, err
+	}
 	rep, err := rt.finish(ctx, e, h, attached, p, t)
 	if err != nil {
 		return rep, err
@@ -111,6 +114,9 @@ func (rt *Runtime) Run(ctx context.Context, e *Experiment, p Params) (Report, er
 // a new workflow starts beside it. A workflow this process's Launch
 // dead-lettered is returned as it is, so the report says so.
 func startOrAttach[R any](ctx context.Context, rt *Runtime, name string, wf *Workflow[Input, R], p Params, beforeStart func() error) (dbos.WorkflowHandle[R], bool, error) {
+	if rt.newRun {
+		return startNew(rt, name, wf, p, beforeStart)
+	}
 	if ids := rt.leftPending[name]; len(ids) > 0 {
 		// What this executor left behind is what the user restarted for,
 		// whether Launch recovered it or dead-lettered it.
@@ -143,6 +149,16 @@ func startOrAttach[R any](ctx context.Context, rt *Runtime, name string, wf *Wor
 		}
 		fmt.Fprintf(rt.notices, "durlab: workflow %s is still %s; starting a new one\n", w.ID, w.Status)
 	}
+	return startNew(rt, name, wf, p, beforeStart)
+}
+
+// startNew starts a new workflow named name; with Config.New it first says
+// which of this executor's leftovers stay pending.
+func startNew[R any](rt *Runtime, name string, wf *Workflow[Input, R], p Params, beforeStart func() error) (dbos.WorkflowHandle[R], bool, error) {
+	if ids := rt.leftPending[name]; rt.newRun && len(ids) > 0 {
+		fmt.Fprintf(rt.notices, "durlab: --new: starting a new workflow; %s left pending by an earlier process (%s) %s PENDING, untouched, for a run without --new\n",
+			Count(len(ids), "workflow", "workflows"), strings.Join(ids, ", "), plural(len(ids), "stays", "stay"))
+	}
 	if beforeStart != nil {
 		if err := beforeStart(); err != nil {
 			return nil, false, err
@@ -150,6 +166,26 @@ func startOrAttach[R any](ctx context.Context, rt *Runtime, name string, wf *Wor
 	}
 	h, err := dbos.RunWorkflow(started(rt.dbos, name, ""), wf.fn, p.Input)
 	return h, false, err
+}
+
+// started tells p.OnStart how the run began, with the attached workflow's
+// own input, and says what the other leftovers do.
+func (rt *Runtime) started(name, id string, attached bool, p Params) error {
+	s := Start{WorkflowID: id, Attached: attached, Input: p.Input}
+	if attached {
+		rt.sayLeftovers(name)
+		st, err := rt.status(id, dbos.WithFilterLoadInput(true), dbos.WithFilterLoadOutput(false))
+		if err != nil {
+			return err
+		}
+		if in, ok := inputOf(st); ok {
+			s.Input = in
+		}
+	}
+	if p.OnStart != nil {
+		p.OnStart(s)
+	}
+	return nil
 }
 
 var errWaitTimeout = errors.New("timed out waiting for workflow")
