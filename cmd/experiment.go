@@ -94,6 +94,8 @@ func addExperimentFlags(f *pflag.FlagSet, exp *lab.Experiment, p *lab.Params, se
 			f.IntVar(&p.CrashAfterBatch, string(k), d.CrashAfterBatch, "crash points start after this batch")
 		case lab.KnobAttempts:
 			f.IntVar(&p.Attempts, string(k), d.Attempts, "attempts allowed to the retried step")
+		case lab.KnobBackoff:
+			f.Float64Var(&p.Backoff, string(k), d.Backoff, "factor of the wait between the insert's retries: 0.1 s, then 0.1 s x backoff, ... (ex6's backoff_rate 0.1: 0.1 s, 0.01 s, ...)")
 		case lab.KnobMaxRecoveryAttempts:
 			f.IntVar(&p.MaxRecoveryAttempts, string(k), d.MaxRecoveryAttempts, "recoveries DBOS allows before dead-lettering the workflow")
 		case lab.KnobWait:
@@ -123,6 +125,9 @@ func (o *experimentOptions) validate() error {
 	if err := checkProbs(probFlag{"--fail-prob", p.FailProb}, probFlag{"--gen-fail-prob", p.GenFailProb},
 		probFlag{"--crash-prob", p.CrashProb}, probFlag{"--commit-crash-prob", p.CommitCrashProb}); err != nil {
 		return err
+	}
+	if o.exp.Has(lab.KnobBackoff) && !(p.Backoff > 0) {
+		return usagef("--backoff must be more than 0, got %v", p.Backoff)
 	}
 	if p.MaxRecoveryAttempts < 0 {
 		return usagef("--max-recovery-attempts must not be negative, got %d", p.MaxRecoveryAttempts)
@@ -172,7 +177,7 @@ func (o *experimentOptions) openRuntime(ctx context.Context, cfg resolved, progr
 
 // noteSeed prints the seed drawn for this run, where it decides anything.
 func (o *experimentOptions) noteSeed(prefix string) {
-	if !o.seedSet && o.exp.HasFaults() {
+	if !o.seedSet && seedDecides(o.params.Faults) {
 		fmt.Fprintf(o.global.io.Err, "%s: %s with seed %d (replay with --seed %d)\n", prefix, o.exp.Name, o.params.Seed, o.params.Seed)
 	}
 }
@@ -265,7 +270,7 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	if err != nil {
 		return interruption(ctx, err)
 	}
-	if err := printReport(g.io, cfg.json, rep, time.Since(start)); err != nil {
+	if err := printReport(g.io, cfg.json, rep, time.Since(start), seedDecides(o.params.Faults)); err != nil {
 		return err
 	}
 	if !rep.AsExpected {
@@ -274,7 +279,15 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	return nil
 }
 
-func printReport(io IOStreams, asJSON bool, rep lab.Report, elapsed time.Duration) error {
+// seedDecides tells whether a process with faults f decides anything by
+// the seed: some fault may fire.
+func seedDecides(f lab.Faults) bool {
+	return f.FailProb > 0 || f.GenFailProb > 0 || f.CrashProb > 0 || f.CommitCrashProb > 0
+}
+
+// printReport prints rep; seeded says whether the seed decided anything,
+// else the report says it did not.
+func printReport(io IOStreams, asJSON bool, rep lab.Report, elapsed time.Duration, seeded bool) error {
 	if asJSON {
 		enc := json.NewEncoder(io.Out)
 		return enc.Encode(rep)
@@ -288,10 +301,14 @@ func printReport(io IOStreams, asJSON bool, rep lab.Report, elapsed time.Duratio
 	if rep.Attached {
 		how = "resumed"
 	}
+	seed := fmt.Sprintf("seed %d", rep.Seed)
+	if !seeded {
+		seed = "no faults: the seed decides nothing"
+	}
 	if elapsed > 0 {
-		fmt.Fprintf(w, "experiment\t%s (seed %d, %s)\n", rep.Experiment, rep.Seed, elapsed.Round(time.Millisecond))
+		fmt.Fprintf(w, "experiment\t%s (%s, %s)\n", rep.Experiment, seed, elapsed.Round(time.Millisecond))
 	} else {
-		fmt.Fprintf(w, "experiment\t%s (seed %d)\n", rep.Experiment, rep.Seed)
+		fmt.Fprintf(w, "experiment\t%s (%s)\n", rep.Experiment, seed)
 	}
 	fmt.Fprintf(w, "workflow\t%s %s (%s, %d recover%s)\n", rep.WorkflowID, rep.Status, how, rep.Recoveries, plural(rep.Recoveries, "y", "ies"))
 	fmt.Fprintf(w, "result\t%d: %s\n", rep.Result, verdict)
@@ -301,6 +318,10 @@ func printReport(io IOStreams, asJSON bool, rep lab.Report, elapsed time.Duratio
 		fmt.Fprintf(w, ": %s", rep.DuplicateCauses())
 	}
 	fmt.Fprintln(w)
+	if e, ok := workflows.Lookup(rep.Experiment); ok && rep.TableRows > 0 {
+		fmt.Fprintf(w, "table\t%s in %s, all runs' (ex5 and ex6 log it as \"Total users in database\")\n",
+			lab.Count(rep.TableRows, "row", "rows"), e.Table.Table())
+	}
 	fmt.Fprintf(w, "steps\t%s, %s injected (%s, %s), %s\n", lab.Count(rep.StepAttempts, "attempt", "attempts"),
 		lab.Count(rep.InjectedFailures, "fault", "faults"), lab.Count(rep.Failures(), "failure", "failures"),
 		lab.Count(rep.InjectedCrashes, "crash", "crashes"), lab.Count(rep.UniqueViolations, "UNIQUE violation", "UNIQUE violations"))

@@ -137,7 +137,7 @@ func runProfile(ctx context.Context, o *profileOptions) error {
 			return err
 		}
 	} else {
-		if err := printReport(g.io, false, rep, wall); err != nil {
+		if err := printReport(g.io, false, rep, wall, seedDecides(o.params.Faults)); err != nil {
 			return err
 		}
 		if err := printBreakdown(g.io.Out, bd); err != nil {

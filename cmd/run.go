@@ -133,7 +133,7 @@ func supervise(ctx context.Context, cmd *cobra.Command, o *runOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := printRunSummary(g.io, cfg.json, sum); err != nil {
+	if err := printRunSummary(g.io, cfg.json, sum, seedDecides(o.exp.params.Faults)); err != nil {
 		return err
 	}
 	return exitCodeError{sum.ExitCode}
@@ -229,7 +229,7 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 	return sum, nil
 }
 
-func printRunSummary(io IOStreams, asJSON bool, sum runSummary) error {
+func printRunSummary(io IOStreams, asJSON bool, sum runSummary, seeded bool) error {
 	if asJSON {
 		return json.NewEncoder(io.Out).Encode(sum)
 	}
@@ -239,5 +239,5 @@ func printRunSummary(io IOStreams, asJSON bool, sum runSummary) error {
 		fmt.Fprintln(io.Out, "report      none: no child finished the experiment")
 		return nil
 	}
-	return printReport(io, false, *sum.Report, 0)
+	return printReport(io, false, *sum.Report, 0, seeded)
 }

@@ -66,6 +66,7 @@ const (
 	KnobCommitCrashProb     Knob = "commit-crash-prob"
 	KnobCrashAfter          Knob = "crash-after"
 	KnobAttempts            Knob = "attempts"
+	KnobBackoff             Knob = "backoff"
 	KnobMaxRecoveryAttempts Knob = "max-recovery-attempts"
 	KnobWait                Knob = "wait"
 	KnobQueue               Knob = "queue"
@@ -81,6 +82,7 @@ type Faults struct {
 	CommitCrashProb     float64 // the process dies right after an insert commits (dedup, exactly-once)
 	CrashAfterBatch     int     // batch crash points start after this batch
 	Attempts            int     // attempts allowed to a retried step
+	Backoff             float64 // the factor by which the wait grows between the insert's retries (dedup, exactly-once)
 	MaxRecoveryAttempts int     // recoveries allowed to a workflow
 }
 

@@ -70,7 +70,7 @@ const (
 	// AppName is the DBOS application name of every durlab process.
 	AppName = "durlab"
 	// AppVersion is the DBOS application version; see the package comment.
-	AppVersion = "durlab-3"
+	AppVersion = "durlab-4"
 	// pollInterval replaces DBOS's 1 s handle polling, which would add a
 	// second to every recovered child workflow.
 	pollInterval = 20 * time.Millisecond

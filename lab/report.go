@@ -53,6 +53,10 @@ type Report struct {
 	Error                string `json:"error"`
 	// Lesson is one sentence on what this run shows.
 	Lesson string `json:"lesson"`
+	// TableRows counts every row of the experiment's table at the end, all
+	// runs' (the batch experiments: ex5 and ex6 log it as "Total users in
+	// database").
+	TableRows int64 `json:"table_rows,omitempty"`
 
 	input Input // the workflow's own input
 }
@@ -266,6 +270,12 @@ func (rt *Runtime) finish(ctx context.Context, e *Experiment, h dbos.WorkflowHan
 		rep.Result = c.Rows
 	}
 	rep.Rows, rep.UniqueUsers, rep.Duplicates = c.Rows, c.UniqueUsers, c.Rows-c.UniqueUsers
+	if len(e.Children) > 0 {
+		var err error
+		if rep.TableRows, err = t.TotalRows(ctx); err != nil {
+			return rep, err
+		}
+	}
 	run, err := rt.ReadRun(ctx, rep.WorkflowID)
 	if err != nil {
 		return rep, err

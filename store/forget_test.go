@@ -50,3 +50,26 @@ func TestForgetDeletesOnlyTheRunsNamed(t *testing.T) {
 		}
 	})
 }
+
+// ex6's retries back off to waits well under a millisecond: a retry's rows
+// must not collide with the attempt's before it on the ledger key, whose
+// created_at SQLite's own clock gives in milliseconds only.
+func TestLedgerTakesTheSamePageTwiceWithinAMillisecond(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		at := time.Now()
+		page := fake.Page(1, 10)
+		for range 5 {
+			if err := s.Table(Ledger).InsertPage(ctx, page, "wf", at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, err := s.Table(Ledger).Counts(ctx, "wf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c != (Counts{Rows: 50, UniqueUsers: 10, Latest: 10}) {
+			t.Fatalf("counts %+v, want 50 rows of 10 users", c)
+		}
+	})
+}

@@ -222,6 +222,12 @@ func (t sqlTable) Counts(ctx context.Context, workflowID string) (Counts, error)
 	return c, err
 }
 
+func (t sqlTable) TotalRows(ctx context.Context) (int64, error) {
+	var n int64
+	err := t.s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+t.v.Table()).Scan(&n)
+	return n, err
+}
+
 func (t sqlTable) WorkflowIDs(ctx context.Context) ([]string, error) {
 	rows, err := t.s.db.QueryContext(ctx, `SELECT DISTINCT workflow_id FROM `+t.v.Table())
 	if err != nil {

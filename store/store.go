@@ -111,6 +111,10 @@ type Table interface {
 	// Counts counts what workflowID wrote; zero counts when it wrote
 	// nothing. It fails only with the database's error.
 	Counts(ctx context.Context, workflowID string) (Counts, error)
+	// TotalRows counts every row of the table, all workflows': what the
+	// Python ex5 and ex6 log as "Total users in database". It fails only
+	// with the database's error.
+	TotalRows(ctx context.Context) (int64, error)
 	// WorkflowIDs lists the workflows that have rows in the table. It fails
 	// only with the database's error.
 	WorkflowIDs(ctx context.Context) ([]string, error)
