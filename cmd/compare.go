@@ -62,7 +62,7 @@ of never writing them.`, names[0], names[1])
 		return runCompare(cmd.Context(), cmd, opts, run)
 	}
 	c.Flags().IntVar(&opts.maxRestarts, "max-restarts", 100, "give up on an experiment after this many restarts")
-	c.Flags().DurationVar(&opts.restartDelay, "restart-delay", 0, "pause before each restart")
+	c.Flags().DurationVar(&opts.restartDelay, "restart-delay", defaultRestartDelay, "pause before each restart")
 	return c
 }
 

@@ -52,7 +52,7 @@ func newExperimentCmd(g *globalOptions, exp *lab.Experiment, runF func(*experime
 	c := &cobra.Command{
 		Use:   exp.Name,
 		Short: exp.Short,
-		Long:  exp.Long + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Origin),
+		Long:  exp.Long + "\n\n" + originText(exp),
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			opts.seedSet, opts.given = c.Flags().Changed("seed"), c.Flags().Changed
@@ -68,6 +68,14 @@ func newExperimentCmd(g *globalOptions, exp *lab.Experiment, runF func(*experime
 	addExperimentFlags(c.Flags(), exp, &opts.params, &opts.seed)
 	c.Flags().BoolVar(&opts.newRun, "new", false, "start a new workflow even if an earlier process left one pending; it stays PENDING for a later run")
 	return c
+}
+
+// originText says where the experiment comes from, for its help.
+func originText(exp *lab.Experiment) string {
+	if exp.Origin == "" {
+		return "Not among the Python originals (ricleal/dbos_experiments, folder exp13): none of them commits a write together with its checkpoint."
+	}
+	return fmt.Sprintf("Ported from the Python experiment %s (ricleal/dbos_experiments, folder exp13, %s.py).", exp.Origin, exp.Origin)
 }
 
 // addExperimentFlags binds the flags that exp takes into p.

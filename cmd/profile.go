@@ -39,7 +39,7 @@ func newProfileCmd(g *globalOptions, runF func(*profileOptions) error) *cobra.Co
 		}
 		return runProfile(c.Context(), opts)
 	})
-	c.Long = exp.Long + "\n" + profileHelp + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Origin)
+	c.Long = exp.Long + "\n" + profileHelp + "\n\n" + originText(exp)
 	c.Example = `  durlab profile --out main.prof
   durlab profile --compare
   durlab profile --batches 100 --pages 100 --page-size 100 --compare`

@@ -30,6 +30,10 @@ type runOptions struct {
 	restartDelay time.Duration
 }
 
+// defaultRestartDelay is the pause before a restart, as the Python ex6's
+// loop sleeps 1 s: run and compare share it.
+const defaultRestartDelay = time.Second
+
 // runSummary is `run`'s JSON output. The field names are an interface.
 type runSummary struct {
 	Experiment string             `json:"experiment"`
@@ -39,6 +43,7 @@ type runSummary struct {
 	Report     *lab.Report        `json:"report"`
 	Seed       int64              `json:"seed"`
 	Elapsed    string             `json:"elapsed"`
+	ElapsedMs  float64            `json:"elapsed_ms"`
 	Children   []childOutcomeJSON `json:"children"`
 }
 
@@ -71,7 +76,7 @@ stays pending and a later run resumes it.`,
 	f := c.PersistentFlags()
 	f.BoolVar(&opts.untilSuccess, "until-success", false, "restart the experiment after each crash until it finishes")
 	f.IntVar(&opts.maxRestarts, "max-restarts", 100, "give up after this many restarts")
-	f.DurationVar(&opts.restartDelay, "restart-delay", time.Second, "pause before each restart")
+	f.DurationVar(&opts.restartDelay, "restart-delay", defaultRestartDelay, "pause before each restart")
 	for _, exp := range workflows.Experiments() {
 		c.AddCommand(newRunExperimentCmd(g, exp, opts))
 	}
@@ -225,7 +230,8 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 			break
 		}
 	}
-	sum.Elapsed = time.Since(start).Round(time.Millisecond).String()
+	elapsed := time.Since(start)
+	sum.Elapsed, sum.ElapsedMs = elapsed.Round(time.Millisecond).String(), float64(elapsed.Microseconds())/1000
 	return sum, nil
 }
 

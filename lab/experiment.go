@@ -103,7 +103,7 @@ const DefaultWait = 5 * time.Second
 // workflows DBOS runs, and how a run is judged.
 type Experiment struct {
 	Name   string
-	Origin string // the Python original it is ported from
+	Origin string // the Python original it is ported from ("ex6"), "" for none
 	Short  string
 	Long   string
 	Knobs  []Knob

@@ -75,7 +75,7 @@ func (r *Report) DeadLetterLesson() string {
 	if r.Status != string(dbos.WorkflowStatusMaxRecoveryAttemptsExceeded) {
 		return ""
 	}
-	return fmt.Sprintf("the workflow crashed in every execution; after %d recoveries DBOS dead-lettered it and will not run it again by itself (`durlab workflow resume %s` forces it)", r.Recoveries, r.WorkflowID)
+	return fmt.Sprintf("the workflow crashed in every execution; after %s DBOS dead-lettered it and will not run it again by itself (`durlab workflow resume %s` forces it)", Count(r.Recoveries, "recovery", "recoveries"), r.WorkflowID)
 }
 
 // PagesExpected is the Expected text of the one-workflow experiments.

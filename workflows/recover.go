@@ -36,7 +36,7 @@ A workflow that crashes more than --max-recovery-attempts times is dead-lettered
 		case rep.DeadLetterLesson() != "":
 			rep.Lesson = rep.DeadLetterLesson()
 		case rep.Duplicates > 0:
-			rep.Lesson = fmt.Sprintf("recovered after %s; %d duplicate rows, %s", lab.Count(rep.Crashes, "crash", "crashes"), rep.Duplicates, rep.DuplicateCauses())
+			rep.Lesson = fmt.Sprintf("recovered after %s; %s, %s", lab.Count(rep.Crashes, "crash", "crashes"), lab.Count(rep.Duplicates, "duplicate row", "duplicate rows"), rep.DuplicateCauses())
 		case rep.Crashes > 0:
 			rep.Lesson = fmt.Sprintf("recovered after %s: checkpointed steps were not run again, so %d rows for %d users", lab.Count(rep.Crashes, "crash", "crashes"), rep.Rows, rep.UniqueUsers)
 		case rep.Recoveries > 0:

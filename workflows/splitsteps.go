@@ -40,7 +40,7 @@ re-executes the inserts: no UNIQUE violation, and more rows than unique users.`,
 		case rep.DeadLetterLesson() != "":
 			rep.Lesson = rep.DeadLetterLesson()
 		case rep.Rows > rep.UniqueUsers:
-			rep.Lesson = fmt.Sprintf("rows outnumber unique users (%d rows, %d users): %d duplicates, %s; each execution inserts under its own analyzed_at, so no UNIQUE violation", rep.Rows, rep.UniqueUsers, rep.Duplicates, rep.DuplicateCauses())
+			rep.Lesson = fmt.Sprintf("rows outnumber unique users (%d rows, %d users): %s, %s; each execution inserts under its own analyzed_at, so no UNIQUE violation", rep.Rows, rep.UniqueUsers, lab.Count(rep.Duplicates, "duplicate", "duplicates"), rep.DuplicateCauses())
 		default:
 			rep.Lesson = "no crash this time, so rows equal users; run with --crash-prob 1, then again with --crash-prob 0, to see the duplicates"
 		}
