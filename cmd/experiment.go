@@ -103,7 +103,7 @@ func addExperimentFlags(f *pflag.FlagSet, exp *lab.Experiment, p *lab.Params, se
 		case lab.KnobAttempts:
 			f.IntVar(&p.Attempts, string(k), d.Attempts, "attempts allowed to the retried step")
 		case lab.KnobBackoff:
-			f.Float64Var(&p.Backoff, string(k), d.Backoff, "factor of the wait between the insert's retries: 0.1 s, then 0.1 s x backoff, ... (ex6's backoff_rate 0.1: 0.1 s, 0.01 s, ...)")
+			f.Float64Var(&p.Backoff, string(k), d.Backoff, "factor of the wait between the insert's retries: 0.1 s, then 0.1 s x backoff, ... (ex6's backoff_rate is 0.1: 0.1 s, 0.01 s, ...)")
 		case lab.KnobMaxRecoveryAttempts:
 			f.IntVar(&p.MaxRecoveryAttempts, string(k), d.MaxRecoveryAttempts, "recoveries DBOS allows before dead-lettering the workflow")
 		case lab.KnobWait:
