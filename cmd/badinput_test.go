@@ -78,7 +78,11 @@ func TestBadInputMatrix(t *testing.T) {
 		{"env store unreachable", map[string]string{"DURLAB_STORE": unreachablePG}, []string{"basic"}, 2, "store unavailable"},
 		{"env data dir cannot be created", map[string]string{"DURLAB_DATA_DIR": "afile/x"}, []string{"basic"}, 2, "cannot create data folder"},
 		{"list-pending bad output", nil, []string{"list-pending", "--output", "xml"}, 2, `unknown --output "xml"`},
-		{"workflow unknown id", nil, []string{"workflow", "get", "no-such-workflow"}, 2, "workflow no-such-workflow not found"},
+		// A well-formed ID that names nothing is not bad usage: exit 1, as gh
+		// and kubectl answer; a malformed one is.
+		{"workflow unknown id", nil, []string{"workflow", "get", "no-such-workflow"}, 1, "workflow no-such-workflow not found"},
+		{"workflow unknown id prefix", nil, []string{"workflow", "cancel", "0000"}, 1, "workflow 0000 not found"},
+		{"workflow malformed id", nil, []string{"workflow", "steps", "a b"}, 2, `"a b" is not a workflow ID`},
 		{"workflow bad status", nil, []string{"workflow", "list", "--status", "DONE"}, 2, "DONE"},
 		{"fork without id", nil, []string{"workflow", "fork"}, 2, "ID"},
 	}

@@ -17,7 +17,9 @@ both in pprof format. After the report, a breakdown says where the time went:
   wall time       the run, from starting the workflow to the final counts;
                   DBOS start-up (migrating, launching) is shown apart
   workflows       the main workflow and its batch children
-  steps           step outputs DBOS recorded: one per page, plus the count
+  step records    step outputs DBOS recorded: one per page, plus the
+                  count (the report's "steps" line counts attempts at
+                  steps, which retries make more)
   checkpoints     every record DBOS wrote to make the run durable, read back
                   from the system database: the step records of each
                   workflow (dbos.GetWorkflowSteps; a parent also records
@@ -75,7 +77,7 @@ func printBreakdown(out io.Writer, bd profiling.Breakdown) error {
 	fmt.Fprintln(w)
 	if durable {
 		fmt.Fprintf(w, "workflows\t%d\n", bd.Workflows)
-		fmt.Fprintf(w, "steps\t%d\n", bd.Steps)
+		fmt.Fprintf(w, "step records\t%d\n", bd.Steps)
 		fmt.Fprintf(w, "checkpoints\t%d\n", bd.Checkpoints)
 	} else {
 		fmt.Fprintf(w, "durability\tnone: no workflow, step or checkpoint\n")

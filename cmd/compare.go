@@ -43,6 +43,7 @@ func newCompareCmd(g *globalOptions) *cobra.Command {
 same seed and flags, and prints rows, duplicates, attempts, crashes and wall
 time side by side: the price of counting duplicates away against the price
 of never writing them.`, names[0], names[1])
+	c.ValidArgs = names
 	c.Args = func(_ *cobra.Command, args []string) error {
 		if len(args) != 0 && (len(args) != 2 || args[0] == args[1] || !slices.Contains(names, args[0]) || !slices.Contains(names, args[1])) {
 			return usagef("compare takes no argument or two of %v, got %v", names, args)
@@ -61,7 +62,7 @@ of never writing them.`, names[0], names[1])
 		return runCompare(cmd.Context(), cmd, opts, run)
 	}
 	c.Flags().IntVar(&opts.maxRestarts, "max-restarts", 100, "give up on an experiment after this many restarts")
-	c.Flags().DurationVar(&opts.restartDelay, "restart-delay", 0, "pause before each restart")
+	c.Flags().DurationVar(&opts.restartDelay, "restart-delay", defaultRestartDelay, "pause before each restart")
 	return c
 }
 

@@ -35,6 +35,10 @@ type experimentOptions struct {
 	faults   string
 	schedule *lab.Schedule
 	drawing  []string
+	// newRun: --new, start a new workflow even where one was left pending.
+	newRun bool
+	// given tells whether a flag was on the command line.
+	given func(flag string) bool
 }
 
 // randomKnobs are the fault knobs a --faults schedule replaces, unless 1.
@@ -58,10 +62,10 @@ func newExperimentCmd(g *globalOptions, exp *lab.Experiment, runF func(*experime
 	c := &cobra.Command{
 		Use:   exp.Name,
 		Short: exp.Short,
-		Long:  exp.Long + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Origin),
+		Long:  exp.Long + "\n\n" + originText(exp),
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			opts.seedSet = c.Flags().Changed("seed")
+			opts.seedSet, opts.given = c.Flags().Changed("seed"), c.Flags().Changed
 			opts.drawing = nil
 			for _, k := range randomKnobs {
 				f := c.Flags().Lookup(string(k))
@@ -83,7 +87,16 @@ func newExperimentCmd(g *globalOptions, exp *lab.Experiment, runF func(*experime
 	}
 	addExperimentFlags(c.Flags(), exp, &opts.params, &opts.seed)
 	c.Flags().StringVar(&opts.faults, "faults", "", "inject exactly these faults instead of the random ones, once each: fail@STEP#ATTEMPT, crash@SITE, crash@point:K, comma-separated, or none (a report's faults replay it)")
+	c.Flags().BoolVar(&opts.newRun, "new", false, "start a new workflow even if an earlier process left one pending; it stays PENDING for a later run")
 	return c
+}
+
+// originText says where the experiment comes from, for its help.
+func originText(exp *lab.Experiment) string {
+	if exp.Origin == "" {
+		return "Not among the Python originals (ricleal/dbos_experiments, folder exp13): none of them commits a write together with its checkpoint."
+	}
+	return fmt.Sprintf("Ported from the Python experiment %s (ricleal/dbos_experiments, folder exp13, %s.py).", exp.Origin, exp.Origin)
 }
 
 // addExperimentFlags binds the flags that exp takes into p.
@@ -110,6 +123,8 @@ func addExperimentFlags(f *pflag.FlagSet, exp *lab.Experiment, p *lab.Params, se
 			f.IntVar(&p.CrashAfterBatch, string(k), d.CrashAfterBatch, "crash points start after this batch")
 		case lab.KnobAttempts:
 			f.IntVar(&p.Attempts, string(k), d.Attempts, "attempts allowed to the retried step")
+		case lab.KnobBackoff:
+			f.Float64Var(&p.Backoff, string(k), d.Backoff, "factor of the wait between the insert's retries: 0.1 s, then 0.1 s x backoff, ... (ex6's backoff_rate is 0.1: 0.1 s, 0.01 s, ...)")
 		case lab.KnobMaxRecoveryAttempts:
 			f.IntVar(&p.MaxRecoveryAttempts, string(k), d.MaxRecoveryAttempts, "recoveries DBOS allows before dead-lettering the workflow")
 		case lab.KnobWait:
@@ -139,6 +154,9 @@ func (o *experimentOptions) validate() error {
 	if err := checkProbs(probFlag{"--fail-prob", p.FailProb}, probFlag{"--gen-fail-prob", p.GenFailProb},
 		probFlag{"--crash-prob", p.CrashProb}, probFlag{"--commit-crash-prob", p.CommitCrashProb}); err != nil {
 		return err
+	}
+	if o.exp.Has(lab.KnobBackoff) && !(p.Backoff > 0) {
+		return usagef("--backoff must be more than 0, got %v", p.Backoff)
 	}
 	if p.MaxRecoveryAttempts < 0 {
 		return usagef("--max-recovery-attempts must not be negative, got %d", p.MaxRecoveryAttempts)
@@ -189,6 +207,7 @@ func (o *experimentOptions) openRuntime(ctx context.Context, cfg resolved, progr
 		Schedule:    o.schedule,
 		Experiments: workflows.Experiments(),
 		Progress:    progress,
+		New:         o.newRun,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -199,9 +218,61 @@ func (o *experimentOptions) openRuntime(ctx context.Context, cfg resolved, progr
 
 // noteSeed prints the seed drawn for this run, where it decides anything.
 func (o *experimentOptions) noteSeed(prefix string) {
-	if !o.seedSet && o.exp.HasFaults() {
+	if !o.seedSet && seedDecides(o.params.Faults) {
 		fmt.Fprintf(o.global.io.Err, "%s: %s with seed %d (replay with --seed %d)\n", prefix, o.exp.Name, o.params.Seed, o.params.Seed)
 	}
+}
+
+// onStart is told how the run began: for a new workflow it prints the seed
+// drawn; for a resumed one, which runs with its own input, one line per
+// flag whose value is not used, and the value that is.
+func (o *experimentOptions) onStart(s lab.Start) {
+	if !s.Attached {
+		o.noteSeed("durlab")
+		return
+	}
+	for _, line := range o.overridden(s) {
+		fmt.Fprintln(o.global.io.Err, "durlab: "+line)
+	}
+}
+
+// overridden says, for each input flag whose value differs from the
+// resumed workflow's own, which value is used.
+func (o *experimentOptions) overridden(s lab.Start) []string {
+	mine, theirs := o.params.Input, s.Input
+	fields := []struct {
+		flag         string
+		mine, theirs any
+		taken        bool
+	}{
+		{"seed", mine.Seed, theirs.Seed, true},
+		{"batches", mine.Batches, theirs.Batches, o.exp.Has(lab.KnobBatches)},
+		{"pages", mine.Pages, theirs.Pages, true},
+		{"page-size", mine.PageSize, theirs.PageSize, true},
+		{"queue", mine.Queue, theirs.Queue, o.exp.Has(lab.KnobQueue)},
+	}
+	id := s.WorkflowID[:min(len(s.WorkflowID), 8)]
+	var lines []string
+	for _, f := range fields {
+		if !f.taken || f.mine == f.theirs {
+			continue
+		}
+		ours := fmt.Sprintf("--%s %v", f.flag, f.mine)
+		switch {
+		case f.flag == "seed" && !o.seedSet:
+			ours = fmt.Sprintf("the seed drawn (%v)", f.mine)
+		case f.flag == "queue" && f.mine == "":
+			ours = "running the batches here (no --queue)"
+		case o.given == nil || !o.given(f.flag):
+			ours += " (the default)"
+		}
+		used := fmt.Sprintf("--%s %v", f.flag, f.theirs)
+		if f.flag == "queue" && f.theirs == "" {
+			used = "no --queue"
+		}
+		lines = append(lines, fmt.Sprintf("%s not used: resumed workflow %s runs with %s, its own input (--new starts a new workflow with this command's flags)", ours, id, used))
+	}
+	return lines
 }
 
 // probFlag is a probability flag and its value.
@@ -231,7 +302,7 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 		return err
 	}
 	defer closeRuntime()
-	o.noteSeed("durlab")
+	o.params.OnStart = o.onStart
 	if o.params.Queue != "" && o.exp.HasFaults() {
 		fmt.Fprintf(g.io.Err, "durlab: the batches run on the workers of queue %s and obey the workers' fault flags; this command's --fail-prob, --gen-fail-prob and --commit-crash-prob apply only to batches it runs itself, its --crash-prob to the main workflow\n", o.params.Queue)
 	}
@@ -240,7 +311,7 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	if err != nil {
 		return interruption(ctx, err)
 	}
-	if err := printReport(g.io, cfg.json, rep, time.Since(start)); err != nil {
+	if err := printReport(g.io, cfg.json, rep, time.Since(start), seedDecides(o.params.Faults)); err != nil {
 		return err
 	}
 	if !rep.AsExpected {
@@ -249,7 +320,15 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	return nil
 }
 
-func printReport(io IOStreams, asJSON bool, rep lab.Report, elapsed time.Duration) error {
+// seedDecides tells whether a process with faults f decides anything by
+// the seed: some fault may fire.
+func seedDecides(f lab.Faults) bool {
+	return f.FailProb > 0 || f.GenFailProb > 0 || f.CrashProb > 0 || f.CommitCrashProb > 0
+}
+
+// printReport prints rep; seeded says whether the seed decided anything,
+// else the report says it did not.
+func printReport(io IOStreams, asJSON bool, rep lab.Report, elapsed time.Duration, seeded bool) error {
 	if asJSON {
 		enc := json.NewEncoder(io.Out)
 		return enc.Encode(rep)
@@ -263,10 +342,14 @@ func printReport(io IOStreams, asJSON bool, rep lab.Report, elapsed time.Duratio
 	if rep.Attached {
 		how = "resumed"
 	}
+	seed := fmt.Sprintf("seed %d", rep.Seed)
+	if !seeded {
+		seed = "no faults: the seed decides nothing"
+	}
 	if elapsed > 0 {
-		fmt.Fprintf(w, "experiment\t%s (seed %d, %s)\n", rep.Experiment, rep.Seed, elapsed.Round(time.Millisecond))
+		fmt.Fprintf(w, "experiment\t%s (%s, %s)\n", rep.Experiment, seed, elapsed.Round(time.Millisecond))
 	} else {
-		fmt.Fprintf(w, "experiment\t%s (seed %d)\n", rep.Experiment, rep.Seed)
+		fmt.Fprintf(w, "experiment\t%s (%s)\n", rep.Experiment, seed)
 	}
 	fmt.Fprintf(w, "workflow\t%s %s (%s, %d recover%s)\n", rep.WorkflowID, rep.Status, how, rep.Recoveries, plural(rep.Recoveries, "y", "ies"))
 	fmt.Fprintf(w, "result\t%d: %s\n", rep.Result, verdict)
@@ -276,6 +359,10 @@ func printReport(io IOStreams, asJSON bool, rep lab.Report, elapsed time.Duratio
 		fmt.Fprintf(w, ": %s", rep.DuplicateCauses())
 	}
 	fmt.Fprintln(w)
+	if e, ok := workflows.Lookup(rep.Experiment); ok && rep.TableRows > 0 {
+		fmt.Fprintf(w, "table\t%s in %s, all runs' (ex5 and ex6 log it as \"Total users in database\")\n",
+			lab.Count(rep.TableRows, "row", "rows"), e.Table.Table())
+	}
 	fmt.Fprintf(w, "steps\t%s, %s injected (%s, %s), %s\n", lab.Count(rep.StepAttempts, "attempt", "attempts"),
 		lab.Count(rep.InjectedFailures, "fault", "faults"), lab.Count(rep.Failures(), "failure", "failures"),
 		lab.Count(rep.InjectedCrashes, "crash", "crashes"), lab.Count(rep.UniqueViolations, "UNIQUE violation", "UNIQUE violations"))

@@ -35,7 +35,7 @@ func TestInspectUsageErrors(t *testing.T) {
 		{"one bad status in a list", []string{"workflow", "list", "--status", "pending,nope"}, `unknown --status "nope"`},
 		{"empty status", []string{"workflow", "list", "--status", ""}, `--status needs a status`},
 		{"trailing comma in status", []string{"workflow", "list", "--status", "PENDING,"}, `unknown --status ""`},
-		{"bad since", []string{"workflow", "list", "--since", "yesterday"}, `--since "yesterday": use an RFC3339 time`},
+		{"bad since", []string{"workflow", "list", "--since", "yesterday"}, `--since "yesterday": use a date`},
 		{"negative since", []string{"workflow", "list", "--since", "-1h"}, `must not be negative`},
 		{"bad until", []string{"workflow", "list", "--until", "2025-13-01"}, `--until "2025-13-01"`},
 		{"since after until", []string{"workflow", "list", "--since", "1h", "--until", "2h"}, `must be before --until`},

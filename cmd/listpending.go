@@ -31,7 +31,9 @@ func newListPendingCmdF(g *globalOptions, runF func(*listPendingOptions) error) 
 It only reads: it uses a DBOS client and never launches DBOS, so it recovers
 and executes nothing.
 
-RECOVERY ATTEMPTS counts the executions after the first. DBOS recovers a
+CHILDREN counts the child workflows each started, and BATCH is a batch
+child's number in its run. RECOVERY ATTEMPTS counts the executions after
+the first. DBOS recovers a
 PENDING workflow when a process with the same executor ID and application
 version launches: run its experiment again. durlab workflow resume lets any
 durlab process take it.`,
@@ -58,7 +60,8 @@ func runListPending(ctx context.Context, o *listPendingOptions) error {
 	defer in.Close()
 	filters := []dbos.ListWorkflowsOption{
 		dbos.WithFilterStatus(dbos.WorkflowStatusPending, dbos.WorkflowStatusEnqueued),
-		dbos.WithFilterSortDesc(),
+		// A child's input holds its batch number.
+		dbos.WithFilterSortDesc(), dbos.WithFilterLoadInput(true), dbos.WithFilterLoadOutput(false),
 	}
 	if len(o.names) > 0 {
 		filters = append(filters, dbos.WithFilterName(o.names...))
@@ -71,5 +74,9 @@ func runListPending(ctx context.Context, o *listPendingOptions) error {
 	if len(o.names) > 0 {
 		empty += " named " + strings.Join(o.names, " or ")
 	}
-	return printWorkflowRows(in.io.Out, in.cfg.json, wfs, empty)
+	rows, err := in.rows(wfs)
+	if err != nil {
+		return err
+	}
+	return printWorkflowRows(in.io.Out, in.cfg.json, rows, empty)
 }

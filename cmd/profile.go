@@ -39,7 +39,7 @@ func newProfileCmd(g *globalOptions, runF func(*profileOptions) error) *cobra.Co
 		}
 		return runProfile(c.Context(), opts)
 	})
-	c.Long = exp.Long + "\n" + profileHelp + fmt.Sprintf("\n\nPorted from the Python experiment %s.", exp.Origin)
+	c.Long = exp.Long + "\n" + profileHelp + "\n\n" + originText(exp)
 	c.Example = `  durlab profile --out main.prof
   durlab profile --compare
   durlab profile --batches 100 --pages 100 --page-size 100 --compare`
@@ -137,7 +137,7 @@ func runProfile(ctx context.Context, o *profileOptions) error {
 			return err
 		}
 	} else {
-		if err := printReport(g.io, false, rep, wall); err != nil {
+		if err := printReport(g.io, false, rep, wall, seedDecides(o.params.Faults)); err != nil {
 			return err
 		}
 		if err := printBreakdown(g.io.Out, bd); err != nil {
@@ -200,6 +200,7 @@ func runDurableProfile(ctx context.Context, o *profileOptions, cfg resolved, rec
 	}
 	bar.start()
 	start := time.Now()
+	o.params.OnStart = o.onStart
 	rep, err = rt.Run(ctx, o.exp, o.params)
 	wall = time.Since(start)
 	bar.finish()

@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -76,7 +75,7 @@ func newRootCmd(streams IOStreams) *cobra.Command {
 workflows and steps, injects failures on purpose (a step that fails after its
 write, a process that dies mid-workflow), and reports what was replayed, what
 was duplicated and what survived.`,
-		Version: version(),
+		Version: buildVersion().String(),
 		Args:    cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -90,6 +89,7 @@ was duplicated and what survived.`,
 			g.logLevelSet = c.Flags().Changed("log-level")
 		},
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(streams.Out)
 	root.SetErr(streams.Err)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
@@ -98,17 +98,12 @@ was duplicated and what survived.`,
 	root.AddCommand(newListPendingCmd(g), newWorkflowCmd(g))
 	root.AddCommand(newWorkerCmd(g))
 	root.AddCommand(newProfileCmd(g, nil))
+	root.AddCommand(newVersionCmd(g, nil), newCompletionCmd(), newCleanCmd(g, nil))
 	for _, c := range experimentCommands(g) {
 		root.AddCommand(c)
 	}
+	addCompletions(root, g)
 	return root
-}
-
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
 }
 
 func isTerminal(f *os.File) bool {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -29,6 +30,10 @@ type runOptions struct {
 	restartDelay time.Duration
 }
 
+// defaultRestartDelay is the pause before a restart, as the Python ex6's
+// loop sleeps 1 s: run and compare share it.
+const defaultRestartDelay = time.Second
+
 // runSummary is `run`'s JSON output. The field names are an interface.
 type runSummary struct {
 	Experiment string             `json:"experiment"`
@@ -38,6 +43,7 @@ type runSummary struct {
 	Report     *lab.Report        `json:"report"`
 	Seed       int64              `json:"seed"`
 	Elapsed    string             `json:"elapsed"`
+	ElapsedMs  float64            `json:"elapsed_ms"`
 	Children   []childOutcomeJSON `json:"children"`
 }
 
@@ -70,7 +76,7 @@ stays pending and a later run resumes it.`,
 	f := c.PersistentFlags()
 	f.BoolVar(&opts.untilSuccess, "until-success", false, "restart the experiment after each crash until it finishes")
 	f.IntVar(&opts.maxRestarts, "max-restarts", 100, "give up after this many restarts")
-	f.DurationVar(&opts.restartDelay, "restart-delay", time.Second, "pause before each restart")
+	f.DurationVar(&opts.restartDelay, "restart-delay", defaultRestartDelay, "pause before each restart")
 	for _, exp := range workflows.Experiments() {
 		c.AddCommand(newRunExperimentCmd(g, exp, opts))
 	}
@@ -132,7 +138,7 @@ func supervise(ctx context.Context, cmd *cobra.Command, o *runOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := printRunSummary(g.io, cfg.json, sum); err != nil {
+	if err := printRunSummary(g.io, cfg.json, sum, seedDecides(o.exp.params.Faults)); err != nil {
 		return err
 	}
 	return exitCodeError{sum.ExitCode}
@@ -156,6 +162,11 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 	for {
 		sum.Attempts++
 		var stdout bytes.Buffer
+		if sum.Attempts > 1 {
+			// A restart resumes what the last child left: --new again would
+			// start yet another workflow after every crash.
+			args = slices.DeleteFunc(args, func(a string) bool { return a == "--new=true" })
+		}
 		child := exec.Command(self, args...)
 		child.Stdout, child.Stderr = &stdout, io.Err
 		if err := child.Start(); err != nil {
@@ -219,11 +230,12 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 			break
 		}
 	}
-	sum.Elapsed = time.Since(start).Round(time.Millisecond).String()
+	elapsed := time.Since(start)
+	sum.Elapsed, sum.ElapsedMs = elapsed.Round(time.Millisecond).String(), float64(elapsed.Microseconds())/1000
 	return sum, nil
 }
 
-func printRunSummary(io IOStreams, asJSON bool, sum runSummary) error {
+func printRunSummary(io IOStreams, asJSON bool, sum runSummary, seeded bool) error {
 	if asJSON {
 		return json.NewEncoder(io.Out).Encode(sum)
 	}
@@ -233,5 +245,5 @@ func printRunSummary(io IOStreams, asJSON bool, sum runSummary) error {
 		fmt.Fprintln(io.Out, "report      none: no child finished the experiment")
 		return nil
 	}
-	return printReport(io, false, *sum.Report, 0)
+	return printReport(io, false, *sum.Report, 0, seeded)
 }

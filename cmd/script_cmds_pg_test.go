@@ -26,6 +26,8 @@ import (
 //	lab pgdb VAR...            a fresh database per VAR, dropped when the script ends;
 //	                           with no server the script must then skip (see below),
 //	                           and under CI=true it fails
+//	lab pgunborn VAR...        as pgdb, but the databases do not exist yet: they are
+//	                           dropped at the end if something created them
 //	lab start NAME PROG ARGS   start PROG in the background; its output goes to
 //	                           $WORK/NAME.stdout and $WORK/NAME.stderr
 //	lab signal NAME SIG        send SIG (INT, TERM, KILL) to it
@@ -48,11 +50,13 @@ import (
 // ends are killed.
 func cmdLab(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) == 0 {
-		ts.Fatalf("usage: lab pgdb|start|signal|wait|waitfor|busy ...")
+		ts.Fatalf("usage: lab pgdb|pgunborn|start|signal|wait|waitfor|busy ...")
 	}
 	switch sub, rest := args[0], args[1:]; sub {
 	case "pgdb":
-		labPGDB(ts, rest)
+		labPGDB(ts, rest, true)
+	case "pgunborn":
+		labPGDB(ts, rest, false)
 	case "start":
 		labStart(ts, rest)
 	case "signal":
@@ -80,9 +84,9 @@ var postgresMarker = sync.OnceValues(func() (string, error) {
 	return dir, os.WriteFile(filepath.Join(dir, "durlab-postgres"), []byte("#!/bin/sh\nexit 0\n"), 0o755)
 })
 
-func labPGDB(ts *testscript.TestScript, vars []string) {
+func labPGDB(ts *testscript.TestScript, vars []string, create bool) {
 	if len(vars) == 0 {
-		ts.Fatalf("usage: lab pgdb VAR...")
+		ts.Fatalf("usage: lab pgdb|pgunborn VAR...")
 	}
 	if msg, fatal := pgtest.Missing(); msg != "" {
 		if fatal {
@@ -94,6 +98,9 @@ func labPGDB(ts *testscript.TestScript, vars []string) {
 	}
 	for _, v := range vars {
 		u, drop, err := pgtest.Create()
+		if !create {
+			u, _, drop, err = pgtest.Unborn()
+		}
 		ts.Check(err)
 		ts.Defer(func() {
 			if err := drop(); err != nil {

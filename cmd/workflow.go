@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/spf13/cobra"
@@ -83,10 +85,16 @@ func checkNotEmpty(c *cobra.Command, flag string, vals []string) error {
 	return nil
 }
 
-// oneWorkflowID accepts exactly one non-empty workflow ID.
+// oneWorkflowID accepts exactly one well-formed workflow ID or ID prefix:
+// not empty, and no blank or control character, which no workflow ID that
+// durlab or DBOS makes holds. Whether it names a workflow is for the
+// command to find out (exit 1 when it does not, as gh and kubectl do).
 func oneWorkflowID(c *cobra.Command, args []string) error {
 	if len(args) != 1 || strings.TrimSpace(args[0]) == "" {
-		return usagef("%s needs exactly one workflow ID, got %d argument(s) (see %s --help)", c.CommandPath(), len(args), c.CommandPath())
+		return usagef("%s needs exactly one workflow ID, got %s (see %s --help)", c.CommandPath(), lab.Count(len(args), "argument", "arguments"), c.CommandPath())
+	}
+	if i := strings.IndexFunc(args[0], func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }); i >= 0 {
+		return usagef("%q is not a workflow ID: it holds a blank or control character", args[0])
 	}
 	return nil
 }
@@ -149,7 +157,7 @@ func (in *inspector) Close() {
 }
 
 // lookup reads one workflow's status, with its input and output if load.
-// A missing workflow is a usage error.
+// A missing workflow is errWorkflowNotFound.
 func (in *inspector) lookup(id string, load bool) (dbos.WorkflowStatus, error) {
 	wfs, err := dbos.ListWorkflows(in.client, dbos.WithFilterWorkflowIDs(id),
 		dbos.WithFilterLoadInput(load), dbos.WithFilterLoadOutput(load))
@@ -162,11 +170,18 @@ func (in *inspector) lookup(id string, load bool) (dbos.WorkflowStatus, error) {
 	return wfs[0], nil
 }
 
+// errWorkflowNotFound: a well-formed ID (or prefix) that names no workflow.
+// It is not a usage error: the command was right, the workflow is not
+// there (exit 1, as gh and kubectl answer).
 func errWorkflowNotFound(id string) error {
-	return usagef("workflow %s not found", id)
+	return notFoundError{id}
 }
 
-// notFound turns DBOS's missing-workflow error into the usage error.
+type notFoundError struct{ id string }
+
+func (e notFoundError) Error() string { return fmt.Sprintf("workflow %s not found", e.id) }
+
+// notFound turns DBOS's missing-workflow error into errWorkflowNotFound.
 func notFound(id string, err error) error {
 	if errors.Is(err, dbos.ErrNonExistentWorkflow) {
 		return errWorkflowNotFound(id)
@@ -185,6 +200,11 @@ type workflowRow struct {
 	ExecutorID       string `json:"executor_id"`
 	AppVersion       string `json:"app_version"`
 	QueueName        string `json:"queue_name,omitempty"`
+	// Children counts the child workflows it started; a child's parent and
+	// batch number (from its input) say where it stands in its run.
+	Children         int    `json:"children"`
+	ParentWorkflowID string `json:"parent_workflow_id,omitempty"`
+	Batch            int    `json:"batch,omitempty"`
 }
 
 func rowOf(st dbos.WorkflowStatus) workflowRow {
@@ -197,7 +217,24 @@ func rowOf(st dbos.WorkflowStatus) workflowRow {
 		ExecutorID:       st.ExecutorID,
 		AppVersion:       st.ApplicationVersion,
 		QueueName:        st.QueueName,
+		ParentWorkflowID: st.ParentWorkflowID,
+		Batch:            batchOf(st),
 	}
+}
+
+// batchOf is a batch child workflow's batch number, read from its recorded
+// input (DBOS names a child after its parent and the step that started it,
+// not after its batch); 0 for any other workflow, or an input not loaded.
+func batchOf(st dbos.WorkflowStatus) int {
+	text, ok := st.Input.(string)
+	if st.ParentWorkflowID == "" || !ok {
+		return 0
+	}
+	var in lab.BatchInput
+	if json.Unmarshal([]byte(text), &in) != nil {
+		return 0
+	}
+	return in.Batch
 }
 
 // recoveryAttempts: DBOS counts every dispatch of a workflow, the first run
@@ -206,12 +243,43 @@ func recoveryAttempts(st dbos.WorkflowStatus) int {
 	return max(st.Attempts-1, 0)
 }
 
-// printWorkflowRows prints a listing as a table or a JSON array; empty is
-// the line printed in text mode when there is no row.
-func printWorkflowRows(w io.Writer, asJSON bool, wfs []dbos.WorkflowStatus, empty string) error {
+// rows makes the listing's rows of wfs, each with its number of children.
+func (in *inspector) rows(wfs []dbos.WorkflowStatus) ([]workflowRow, error) {
 	rows := make([]workflowRow, 0, len(wfs))
+	if len(wfs) == 0 {
+		return rows, nil
+	}
+	children, err := dbos.ListWorkflows(in.client, dbos.WithFilterParentWorkflowID(idsOf(wfs)...),
+		dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+	if err != nil {
+		return nil, fmt.Errorf("counting child workflows: %w", err)
+	}
+	count := map[string]int{}
+	for _, c := range children {
+		count[c.ParentWorkflowID]++
+	}
 	for _, st := range wfs {
-		rows = append(rows, rowOf(st))
+		r := rowOf(st)
+		r.Children = count[st.ID]
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+func idsOf(wfs []dbos.WorkflowStatus) []string {
+	ids := make([]string, len(wfs))
+	for i, w := range wfs {
+		ids[i] = w.ID
+	}
+	return ids
+}
+
+// printWorkflowRows prints a listing as a table or a JSON array; empty is
+// the line printed in text mode when there is no row. A BATCH column
+// appears when a row is a batch child workflow.
+func printWorkflowRows(w io.Writer, asJSON bool, rows []workflowRow, empty string) error {
+	if rows == nil {
+		rows = []workflowRow{}
 	}
 	if asJSON {
 		return json.NewEncoder(w).Encode(rows)
@@ -220,13 +288,29 @@ func printWorkflowRows(w io.Writer, asJSON bool, wfs []dbos.WorkflowStatus, empt
 		_, err := fmt.Fprintln(w, empty)
 		return err
 	}
+	batches := slices.ContainsFunc(rows, func(r workflowRow) bool { return r.Batch > 0 })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tCREATED\tRECOVERY ATTEMPTS\tEXECUTOR\tAPP VERSION")
+	header := "ID\tNAME\tSTATUS\tCREATED\tCHILDREN\tRECOVERY ATTEMPTS\tEXECUTOR\tAPP VERSION"
+	if batches {
+		header = "ID\tNAME\tBATCH\tSTATUS\tCREATED\tCHILDREN\tRECOVERY ATTEMPTS\tEXECUTOR\tAPP VERSION"
+	}
+	fmt.Fprintln(tw, header)
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.WorkflowID, r.Name, r.Status,
-			localTime(r.CreatedAt), r.RecoveryAttempts, dash(r.ExecutorID), dash(r.AppVersion))
+		fmt.Fprintf(tw, "%s\t%s\t", r.WorkflowID, r.Name)
+		if batches {
+			fmt.Fprintf(tw, "%s\t", dash(batchText(r.Batch)))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", r.Status, localTime(r.CreatedAt), r.Children, r.RecoveryAttempts,
+			dash(r.ExecutorID), dash(r.AppVersion))
 	}
 	return tw.Flush()
+}
+
+func batchText(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprint(n)
 }
 
 // localTime is t in RFC3339 in the local zone, or "-" when unset.

@@ -26,8 +26,9 @@ func newWorkflowGetCmd(g *globalOptions, runF func(*workflowGetOptions) error) *
 		Use:   "get ID",
 		Short: "Show one workflow's status",
 		Long: fmt.Sprintf(`Show one workflow's status: name, status, executor, application version,
-times, recovery attempts, queue, parent, error, and its input and output when
-they are under %d bytes (their size otherwise).`, maxInlineBytes),
+times, recovery attempts, queue, parent and batch number, child workflows,
+error, and its input and output when they are under %d bytes (their size
+otherwise). ID may be a unique prefix of a workflow ID, as in git.`, maxInlineBytes),
 		Args: oneWorkflowID,
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.id = args[0]
@@ -42,28 +43,26 @@ they are under %d bytes (their size otherwise).`, maxInlineBytes),
 // workflowDetail is `workflow get`'s JSON. The names are an interface.
 type workflowDetail struct {
 	workflowRow
-	UpdatedAt        time.Time       `json:"updated_at,omitzero"`
-	StartedAt        time.Time       `json:"started_at,omitzero"`
-	CompletedAt      time.Time       `json:"completed_at,omitzero"`
-	Attempts         int             `json:"attempts"`
-	ParentWorkflowID string          `json:"parent_workflow_id,omitempty"`
-	ForkedFrom       string          `json:"forked_from,omitempty"`
-	Error            string          `json:"error,omitempty"`
-	InputBytes       int             `json:"input_bytes"`
-	Input            json.RawMessage `json:"input,omitempty"`
-	OutputBytes      int             `json:"output_bytes"`
-	Output           json.RawMessage `json:"output,omitempty"`
+	UpdatedAt   time.Time       `json:"updated_at,omitzero"`
+	StartedAt   time.Time       `json:"started_at,omitzero"`
+	CompletedAt time.Time       `json:"completed_at,omitzero"`
+	Attempts    int             `json:"attempts"`
+	ForkedFrom  string          `json:"forked_from,omitempty"`
+	Error       string          `json:"error,omitempty"`
+	InputBytes  int             `json:"input_bytes"`
+	Input       json.RawMessage `json:"input,omitempty"`
+	OutputBytes int             `json:"output_bytes"`
+	Output      json.RawMessage `json:"output,omitempty"`
 }
 
 func detailOf(st dbos.WorkflowStatus) workflowDetail {
 	d := workflowDetail{
-		workflowRow:      rowOf(st),
-		UpdatedAt:        utc(st.UpdatedAt),
-		StartedAt:        utc(st.StartedAt),
-		CompletedAt:      utc(st.CompletedAt),
-		Attempts:         st.Attempts,
-		ParentWorkflowID: st.ParentWorkflowID,
-		ForkedFrom:       st.ForkedFrom,
+		workflowRow: rowOf(st),
+		UpdatedAt:   utc(st.UpdatedAt),
+		StartedAt:   utc(st.StartedAt),
+		CompletedAt: utc(st.CompletedAt),
+		Attempts:    st.Attempts,
+		ForkedFrom:  st.ForkedFrom,
 	}
 	d.Input, d.InputBytes = inlineJSON(st.Input)
 	if st.Error != nil {
@@ -125,11 +124,20 @@ func runWorkflowGet(ctx context.Context, o *workflowGetOptions) error {
 		return err
 	}
 	defer in.Close()
-	st, err := in.lookup(o.id, true)
+	found, err := in.resolve(o.id)
+	if err != nil {
+		return err
+	}
+	st, err := in.lookup(found.ID, true)
 	if err != nil {
 		return err
 	}
 	d := detailOf(st)
+	rows, err := in.rows([]dbos.WorkflowStatus{st})
+	if err != nil {
+		return err
+	}
+	d.Children = rows[0].Children
 	if in.cfg.json {
 		return json.NewEncoder(in.io.Out).Encode(d)
 	}
@@ -145,6 +153,10 @@ func runWorkflowGet(ctx context.Context, o *workflowGetOptions) error {
 	fmt.Fprintf(w, "recovery attempts\t%d (DBOS attempts: %d)\n", d.RecoveryAttempts, d.Attempts)
 	fmt.Fprintf(w, "queue\t%s\n", dash(d.QueueName))
 	fmt.Fprintf(w, "parent\t%s\n", dash(d.ParentWorkflowID))
+	if d.Batch > 0 {
+		fmt.Fprintf(w, "batch\t%d\n", d.Batch)
+	}
+	fmt.Fprintf(w, "children\t%d\n", d.Children)
 	if d.ForkedFrom != "" {
 		fmt.Fprintf(w, "forked from\t%s\n", d.ForkedFrom)
 	}

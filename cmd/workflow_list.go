@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,9 @@ type workflowListOptions struct {
 	rawSince  string
 	rawUntil  string
 	limit     int
+	// all: child workflows too; by default a listing shows the runs, one
+	// row each (a dedup run adds 10 batch children).
+	all bool
 
 	// Set by validate.
 	statuses     []dbos.WorkflowStatusType
@@ -46,10 +50,16 @@ func newWorkflowListCmd(g *globalOptions, runF func(*workflowListOptions) error)
 		Short: "List workflows, newest first",
 		Long: `List the workflows of the system database, newest first, with filters.
 
---since and --until take an RFC3339 time (2025-06-01T12:00:00Z) or a
-duration meaning "that long ago" (90m, 24h).`,
+By default only top-level workflows are listed, one row per run, with the
+number of child workflows each started (CHILDREN); --all lists the child
+workflows too, each with its batch number (BATCH).
+
+--since and --until take a date (2025-06-01, local midnight), a local time
+(2025-06-01 14:30), an RFC3339 time (2025-06-01T12:00:00Z) or a duration
+meaning "that long ago" (90m, 24h, 2d, 1d12h).`,
 		Example: `  durlab workflow list --status PENDING,ENQUEUED
-  durlab workflow list --name ` + workflows.Recover.WorkflowNames()[0] + ` --since 1h --output json`,
+  durlab workflow list --since 2d --all
+  durlab workflow list --name ` + workflows.Recover.WorkflowNames()[0] + ` --since 2025-06-01 --output json`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if c.Flags().Changed("status") && len(opts.rawStatus) == 0 {
@@ -73,9 +83,10 @@ duration meaning "that long ago" (90m, 24h).`,
 	f.StringSliceVar(&opts.rawStatus, "status", nil, "only these statuses (repeatable or comma-separated): "+statusNames())
 	f.StringSliceVar(&opts.names, "name", nil, "only workflows of this name (repeatable)")
 	f.StringSliceVar(&opts.executors, "executor", nil, "only workflows of this executor ID (repeatable)")
-	f.StringVar(&opts.rawSince, "since", "", "only workflows created at or after this time (RFC3339, or a duration ago like 1h)")
-	f.StringVar(&opts.rawUntil, "until", "", "only workflows created at or before this time (RFC3339, or a duration ago like 10m)")
+	f.StringVar(&opts.rawSince, "since", "", "only workflows created at or after this time (a date, a local time, RFC3339, or a duration ago like 1h or 2d)")
+	f.StringVar(&opts.rawUntil, "until", "", "only workflows created at or before this time (a date, a local time, RFC3339, or a duration ago like 10m or 1d)")
 	f.IntVar(&opts.limit, "limit", 20, "at most this many workflows (0: no limit)")
+	f.BoolVarP(&opts.all, "all", "a", false, "list child workflows too (batches), not only top-level ones")
 	return c
 }
 
@@ -121,28 +132,64 @@ func parseStatuses(raw []string) ([]dbos.WorkflowStatusType, error) {
 	return out, nil
 }
 
-// parseTimeFlag reads an RFC3339 time or a non-negative duration before now;
-// "" is the zero time (no bound).
+// localLayouts are the times without a zone --since and --until take, read
+// in the local zone.
+var localLayouts = []string{"2006-01-02", "2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02 15:04:05", "2006-01-02T15:04:05"}
+
+// parseTimeFlag reads a time (RFC3339, or a local date or time) or a
+// non-negative duration before now; "" is the zero time (no bound).
 func parseTimeFlag(flag, v string, now time.Time) (time.Time, error) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return time.Time{}, nil
 	}
-	if d, err := time.ParseDuration(v); err == nil {
-		if d < 0 {
-			return time.Time{}, usagef("%s %q: a duration means that long ago and must not be negative", flag, v)
+	if d, ok, err := parseAgo(v); ok {
+		if err != nil {
+			return time.Time{}, usagef("%s %q: %v", flag, v, err)
 		}
 		return now.Add(-d), nil
 	}
-	t, err := time.Parse(time.RFC3339, v)
-	if err != nil {
-		return time.Time{}, usagef("%s %q: use an RFC3339 time (2025-06-01T12:00:00Z) or a duration ago (90m, 24h)", flag, v)
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
 	}
-	return t, nil
+	for _, layout := range localLayouts {
+		if t, err := time.ParseInLocation(layout, v, now.Location()); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, usagef("%s %q: use a date (2025-06-01), a local time (2025-06-01 14:30), an RFC3339 time (2025-06-01T12:00:00Z) or a duration ago (90m, 24h, 2d)", flag, v)
+}
+
+// parseAgo reads a duration as time.ParseDuration does, with days ("2d",
+// "1d12h") in front, which it lacks. ok is false when v is no duration.
+func parseAgo(v string) (d time.Duration, ok bool, err error) {
+	rest := v
+	if i := strings.IndexByte(v, 'd'); i > 0 {
+		days, err := strconv.Atoi(v[:i])
+		if err != nil {
+			return 0, false, nil
+		}
+		d, rest = time.Duration(days)*24*time.Hour, v[i+1:]
+	}
+	if rest != "" {
+		more, err := time.ParseDuration(rest)
+		if err != nil {
+			return 0, false, nil
+		}
+		d += more
+	}
+	if d < 0 || strings.HasPrefix(v, "-") {
+		return 0, true, fmt.Errorf("a duration means that long ago and must not be negative")
+	}
+	return d, true, nil
 }
 
 func (o *workflowListOptions) filters() []dbos.ListWorkflowsOption {
-	opts := []dbos.ListWorkflowsOption{dbos.WithFilterSortDesc()}
+	// Only a child's input is read: it holds the batch number.
+	opts := []dbos.ListWorkflowsOption{dbos.WithFilterSortDesc(), dbos.WithFilterLoadOutput(false), dbos.WithFilterLoadInput(o.all)}
+	if !o.all {
+		opts = append(opts, dbos.WithFilterHasParent(false))
+	}
 	if len(o.statuses) > 0 {
 		opts = append(opts, dbos.WithFilterStatus(o.statuses...))
 	}
@@ -174,7 +221,11 @@ func runWorkflowList(ctx context.Context, o *workflowListOptions) error {
 	if err != nil {
 		return fmt.Errorf("listing workflows: %w", err)
 	}
-	if err := printWorkflowRows(in.io.Out, in.cfg.json, wfs, "no workflows match"); err != nil {
+	rows, err := in.rows(wfs)
+	if err != nil {
+		return err
+	}
+	if err := printWorkflowRows(in.io.Out, in.cfg.json, rows, "no workflows match"); err != nil {
 		return err
 	}
 	if !in.cfg.json && o.limit > 0 && len(wfs) == o.limit {

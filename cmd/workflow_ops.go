@@ -40,7 +40,7 @@ func newOpCmd(use, short, long string, opts *workflowOpOptions, run func(context
 	return &cobra.Command{
 		Use:   use,
 		Short: short,
-		Long:  long,
+		Long:  long + "\n\nID may be a unique prefix of a workflow ID, as in git.",
 		Args:  oneWorkflowID,
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.id = args[0]
@@ -91,18 +91,20 @@ version that serves the queues runs it (the experiment's command, or durlab work
 	return c
 }
 
-// onWorkflow opens the system database, looks workflow o.id up, runs op
-// on it and prints the result.
+// onWorkflow opens the system database, finds the workflow o.id names (an
+// ID or a unique prefix; o.id becomes the full ID), runs op on it and
+// prints the result.
 func onWorkflow(ctx context.Context, o *workflowOpOptions, op func(in *inspector, before dbos.WorkflowStatus) (opResult, error)) error {
 	in, err := openInspector(ctx, o.global)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	before, err := in.lookup(o.id, false)
+	before, err := in.resolve(o.id)
 	if err != nil {
 		return err
 	}
+	o.id = before.ID
 	res, err := op(in, before)
 	if err != nil {
 		return err

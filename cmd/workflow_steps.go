@@ -37,7 +37,9 @@ DBOS records one outcome per step, not its attempts, so ATTEMPTS is derived:
     max-retries error (its retries + 1);
   - otherwise 1.
 A step that failed without retries shows 1. A step in progress, or one whose
-process died before it finished, is not recorded.`,
+process died before it finished, is not recorded.
+
+ID may be a unique prefix of a workflow ID, as in git.`,
 		Args: oneWorkflowID,
 		RunE: func(c *cobra.Command, args []string) error {
 			opts.id = args[0]
@@ -141,13 +143,13 @@ func runWorkflowSteps(ctx context.Context, o *workflowStepsOptions) error {
 		return err
 	}
 	defer in.Close()
-	st, err := in.lookup(o.id, false)
+	st, err := in.resolve(o.id)
 	if err != nil {
 		return err
 	}
-	steps, err := dbos.GetWorkflowSteps(in.client, o.id, dbos.WithStepsLoadOutput(true))
+	steps, err := dbos.GetWorkflowSteps(in.client, st.ID, dbos.WithStepsLoadOutput(true))
 	if err != nil {
-		return fmt.Errorf("reading the steps of workflow %s: %w", o.id, notFound(o.id, err))
+		return fmt.Errorf("reading the steps of workflow %s: %w", st.ID, notFound(st.ID, err))
 	}
 	rows := make([]stepRow, 0, len(steps))
 	for _, s := range steps {

@@ -24,8 +24,12 @@ func TestParseTimeFlag(t *testing.T) {
 		{"2025-05-31T08:30:00Z", time.Date(2025, 5, 31, 8, 30, 0, 0, time.UTC), true},
 		{"2025-05-31T10:30:00+02:00", time.Date(2025, 5, 31, 8, 30, 0, 0, time.UTC), true},
 		{"-1h", time.Time{}, false},
-		{"1d", time.Time{}, false},
-		{"2025-05-31", time.Time{}, false},
+		{"1d", now.Add(-24 * time.Hour), true},
+		{"1d12h", now.Add(-36 * time.Hour), true},
+		{"-2d", time.Time{}, false},
+		{"2d3", time.Time{}, false},
+		{"2025-05-31", time.Date(2025, 5, 31, 0, 0, 0, 0, time.UTC), true},
+		{"2025-05-31 14:30", time.Date(2025, 5, 31, 14, 30, 0, 0, time.UTC), true},
 		{"yesterday", time.Time{}, false},
 	}
 	for _, tt := range tests {

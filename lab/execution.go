@@ -55,6 +55,9 @@ func Execute[I runInput, O any](ctx dbos.Context, in I, body func(x *Execution) 
 	if err != nil {
 		return zero, err
 	}
+	if rt.parks(id) {
+		return zero, park(ctx) // left pending on purpose: leftovers.go
+	}
 	x := &Execution{rt: rt, ctx: ctx, id: id, execID: uuid.NewString(), root: in.rootOf(id), role: in.role(),
 		seed: in.runSeed(), number: 1}
 	mark, fresh := ctx.Value(startedKey{}).(startMark)

@@ -67,6 +67,7 @@ const (
 	KnobCommitCrashProb     Knob = "commit-crash-prob"
 	KnobCrashAfter          Knob = "crash-after"
 	KnobAttempts            Knob = "attempts"
+	KnobBackoff             Knob = "backoff"
 	KnobMaxRecoveryAttempts Knob = "max-recovery-attempts"
 	KnobWait                Knob = "wait"
 	KnobQueue               Knob = "queue"
@@ -82,6 +83,7 @@ type Faults struct {
 	CommitCrashProb     float64 // the process dies right after an insert commits (dedup, exactly-once)
 	CrashAfterBatch     int     // batch crash points start after this batch
 	Attempts            int     // attempts allowed to a retried step
+	Backoff             float64 // the factor by which the wait grows between the insert's retries (dedup, exactly-once)
 	MaxRecoveryAttempts int     // recoveries allowed to a workflow
 }
 
@@ -90,6 +92,8 @@ type Params struct {
 	Input
 	Faults
 	Wait time.Duration // how long to give a pending workflow of another executor
+	// OnStart, if set, is told how the run began, before Run waits for it.
+	OnStart func(Start)
 }
 
 // DefaultWait is the Python original's pause before deciding about a
@@ -100,7 +104,7 @@ const DefaultWait = 5 * time.Second
 // workflows DBOS runs, and how a run is judged.
 type Experiment struct {
 	Name   string
-	Origin string // the Python original it is ported from
+	Origin string // the Python original it is ported from ("ex6"), "" for none
 	Short  string
 	Long   string
 	Knobs  []Knob
@@ -128,6 +132,16 @@ func PagesFrom0(in Input) []int {
 	pages := make([]int, in.Pages)
 	for i := range pages {
 		pages[i] = i
+	}
+	return pages
+}
+
+// PagesFrom1 numbers a one-workflow run's pages from 1, as the Python ex3
+// and ex4 do.
+func PagesFrom1(in Input) []int {
+	pages := PagesFrom0(in)
+	for i := range pages {
+		pages[i]++
 	}
 	return pages
 }

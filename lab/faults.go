@@ -9,7 +9,8 @@ package lab
 //	crash@insert_batch_3:after-page-21 ...after page 21 of it committed
 //	crash@generate_page_7:start      crash as the step's 1st attempt starts (:end, as it ends)
 //	crash@after-batch-8              the main workflow's crash point after batch 8
-//	crash@before-page-1              recover's and split-steps' point before page 1
+//	crash@before-page-2              recover's and split-steps' point before page 2
+//	crash@before-batch-4             profile's, as batch 4's workflow starts
 //	crash@start-batch-3              as the main workflow starts batch 3 (return-batch-3: once it returned)
 //	crash@point:37                   at the 37th crash point the run reaches
 //	.../2                            in the workflow's 2nd execution (default: its 1st)
@@ -109,7 +110,7 @@ var (
 	faultRe  = regexp.MustCompile(`^(fail|crash)@(.+?)(?:/(\d+))?$`)
 	siteRe   = regexp.MustCompile(`^([a-z][a-z0-9_-]*?)(?:#(\d+))?(?::(start|end|after-commit|after-page-\d+))?$`)
 	pointRe  = regexp.MustCompile(`^point:(\d+)$`)
-	namedRe  = regexp.MustCompile(`^(after-batch|before-page|start-batch|return-batch)-\d+$`)
+	namedRe  = regexp.MustCompile(`^(after-batch|before-batch|before-page|start-batch|return-batch)-\d+$`)
 	momentRe = regexp.MustCompile(`^(start|end|after-commit|after-page-\d+)$`)
 )
 

@@ -70,7 +70,7 @@ const (
 	// AppName is the DBOS application name of every durlab process.
 	AppName = "durlab"
 	// AppVersion is the DBOS application version; see the package comment.
-	AppVersion = "durlab-3"
+	AppVersion = "durlab-4"
 	// pollInterval replaces DBOS's 1 s handle polling, which would add a
 	// second to every recovered child workflow.
 	pollInterval = 20 * time.Millisecond
@@ -113,6 +113,9 @@ type Config struct {
 	// Concurrency, if positive, sets the per-worker concurrency of the
 	// Serve queue, for every worker of that queue; 0 keeps the stored one.
 	Concurrency int
+	// New: the command starts a new workflow even when this executor left
+	// some pending; those stay PENDING, untouched (leftovers.go).
+	New bool
 }
 
 // Runtime is a launched DBOS runtime with the store open and the workflows
@@ -134,6 +137,10 @@ type Runtime struct {
 	// leftPending are the workflows this executor had left PENDING or
 	// ENQUEUED before Launch recovered (or dead-lettered) them, by name.
 	leftPending map[string][]string
+	// parked are those whose executions wait for the shutdown, untouched
+	// (Config.New, leftovers.go).
+	parked map[string]bool
+	newRun bool
 
 	rec *recorder // the attempt ledger
 	// running are the executions under way in this process; stopping is
@@ -238,6 +245,9 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err != nil {
 		rt.shutdown()
 		return nil, fmt.Errorf("%w: %v", ErrSystemDB, err)
+	}
+	if rt.newRun = cfg.New; cfg.New {
+		rt.parkLeftovers(before)
 	}
 	if err := dbos.Launch(rt.dbos); err != nil {
 		rt.shutdown()

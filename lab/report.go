@@ -56,6 +56,10 @@ type Report struct {
 	Error    string `json:"error"`
 	// Lesson is one sentence on what this run shows.
 	Lesson string `json:"lesson"`
+	// TableRows counts every row of the experiment's table at the end, all
+	// runs' (the batch experiments: ex5 and ex6 log it as "Total users in
+	// database").
+	TableRows int64 `json:"table_rows,omitempty"`
 
 	input Input // the workflow's own input
 }
@@ -74,7 +78,7 @@ func (r *Report) DeadLetterLesson() string {
 	if r.Status != string(dbos.WorkflowStatusMaxRecoveryAttemptsExceeded) {
 		return ""
 	}
-	return fmt.Sprintf("the workflow crashed in every execution; after %d recoveries DBOS dead-lettered it and will not run it again by itself (`durlab workflow resume %s` forces it)", r.Recoveries, r.WorkflowID)
+	return fmt.Sprintf("the workflow crashed in every execution; after %s DBOS dead-lettered it and will not run it again by itself (`durlab workflow resume %s` forces it)", Count(r.Recoveries, "recovery", "recoveries"), r.WorkflowID)
 }
 
 // PagesExpected is the Expected text of the one-workflow experiments.
@@ -98,6 +102,9 @@ func (rt *Runtime) Run(ctx context.Context, e *Experiment, p Params) (Report, er
 	if err != nil {
 		return Report{}, err
 	}
+	if err := rt.started(name, h.GetWorkflowID(), attached, p); err != nil {
+		return Report{}, err
+	}
 	rep, err := rt.finish(ctx, e, h, attached, p, t)
 	if err != nil {
 		return rep, err
@@ -114,6 +121,9 @@ func (rt *Runtime) Run(ctx context.Context, e *Experiment, p Params) (Report, er
 // a new workflow starts beside it. A workflow this process's Launch
 // dead-lettered is returned as it is, so the report says so.
 func startOrAttach[R any](ctx context.Context, rt *Runtime, name string, wf *Workflow[Input, R], p Params, beforeStart func() error) (dbos.WorkflowHandle[R], bool, error) {
+	if rt.newRun {
+		return startNew(rt, name, wf, p, beforeStart)
+	}
 	if ids := rt.leftPending[name]; len(ids) > 0 {
 		// What this executor left behind is what the user restarted for,
 		// whether Launch recovered it or dead-lettered it.
@@ -146,6 +156,16 @@ func startOrAttach[R any](ctx context.Context, rt *Runtime, name string, wf *Wor
 		}
 		fmt.Fprintf(rt.notices, "durlab: workflow %s is still %s; starting a new one\n", w.ID, w.Status)
 	}
+	return startNew(rt, name, wf, p, beforeStart)
+}
+
+// startNew starts a new workflow named name; with Config.New it first says
+// which of this executor's leftovers stay pending.
+func startNew[R any](rt *Runtime, name string, wf *Workflow[Input, R], p Params, beforeStart func() error) (dbos.WorkflowHandle[R], bool, error) {
+	if ids := rt.leftPending[name]; rt.newRun && len(ids) > 0 {
+		fmt.Fprintf(rt.notices, "durlab: --new: starting a new workflow; %s left pending by an earlier process (%s) %s PENDING, untouched, for a run without --new\n",
+			Count(len(ids), "workflow", "workflows"), strings.Join(ids, ", "), plural(len(ids), "stays", "stay"))
+	}
 	if beforeStart != nil {
 		if err := beforeStart(); err != nil {
 			return nil, false, err
@@ -153,6 +173,26 @@ func startOrAttach[R any](ctx context.Context, rt *Runtime, name string, wf *Wor
 	}
 	h, err := dbos.RunWorkflow(started(rt.dbos, name, ""), wf.fn, p.Input)
 	return h, false, err
+}
+
+// started tells p.OnStart how the run began, with the attached workflow's
+// own input, and says what the other leftovers do.
+func (rt *Runtime) started(name, id string, attached bool, p Params) error {
+	s := Start{WorkflowID: id, Attached: attached, Input: p.Input}
+	if attached {
+		rt.sayLeftovers(name)
+		st, err := rt.status(id, dbos.WithFilterLoadInput(true), dbos.WithFilterLoadOutput(false))
+		if err != nil {
+			return err
+		}
+		if in, ok := inputOf(st); ok {
+			s.Input = in
+		}
+	}
+	if p.OnStart != nil {
+		p.OnStart(s)
+	}
+	return nil
 }
 
 var errWaitTimeout = errors.New("timed out waiting for workflow")
@@ -233,6 +273,12 @@ func (rt *Runtime) finish(ctx context.Context, e *Experiment, h dbos.WorkflowHan
 		rep.Result = c.Rows
 	}
 	rep.Rows, rep.UniqueUsers, rep.Duplicates = c.Rows, c.UniqueUsers, c.Rows-c.UniqueUsers
+	if len(e.Children) > 0 {
+		var err error
+		if rep.TableRows, err = t.TotalRows(ctx); err != nil {
+			return rep, err
+		}
+	}
 	run, err := rt.ReadRun(ctx, rep.WorkflowID)
 	if err != nil {
 		return rep, err

@@ -96,7 +96,7 @@ func (a *Attempt) sayFailed(err error, retries Retries) error {
 	}
 	what := fmt.Sprintf("%s attempt %d", a.step, a.N)
 	if rows := a.rows; rows > 0 {
-		what += fmt.Sprintf(" wrote %d rows, then", rows)
+		what += " wrote " + Count(rows, "row", "rows") + ", then"
 	}
 	why := "failed: " + oneLine(err.Error())
 	if errors.Is(err, ErrInjected) {

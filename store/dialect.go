@@ -23,6 +23,9 @@ type dialect struct {
 	createdAtNow string // created_at's default: the insert time, sub-second
 	// timeArg is how analyzed_at is bound.
 	timeArg func(t time.Time) any
+	// createdAtArg is how the ledger table's created_at is bound: in the
+	// default's own format, with microseconds.
+	createdAtArg func(t time.Time) any
 	// clusteredTable ends a CREATE TABLE whose rows live in their primary
 	// key's b-tree.
 	clusteredTable string
@@ -44,6 +47,11 @@ type dialect struct {
 	countsSQL func(v Variant) string
 	// isDuplicate tells whether err is a primary-key conflict.
 	isDuplicate func(err error) bool
+	// completionTable is where DBOS's data source keeps its transaction
+	// records (in the schema DBOS gives it by default on Postgres).
+	completionTable string
+	// compact shrinks the database file ("" where nothing does).
+	compact string
 }
 
 // sqliteDialect: times as text with milliseconds. Counts group by id, which
@@ -51,15 +59,18 @@ type dialect struct {
 // id) would build a temporary b-tree of every ID, in memory with
 // temp_store=MEMORY.
 var sqliteDialect = dialect{
-	name:           "sqlite",
-	placeholder:    func(int) string { return "?" },
-	timeType:       "TEXT",
-	intType:        "INTEGER",
-	createdAtNow:   "(strftime('%Y-%m-%d %H:%M:%f', 'now'))",
-	timeArg:        func(t time.Time) any { return t.UTC().Format(time.RFC3339Nano) },
-	clusteredTable: " WITHOUT ROWID",
-	prepare:        true,
-	columnsSQL:     `SELECT name, pk > 0 FROM pragma_table_info(?)`,
+	name:            "sqlite",
+	placeholder:     func(int) string { return "?" },
+	timeType:        "TEXT",
+	intType:         "INTEGER",
+	createdAtNow:    "(strftime('%Y-%m-%d %H:%M:%f', 'now'))",
+	timeArg:         func(t time.Time) any { return t.UTC().Format(time.RFC3339Nano) },
+	createdAtArg:    func(t time.Time) any { return t.UTC().Format("2006-01-02 15:04:05.000000") },
+	clusteredTable:  " WITHOUT ROWID",
+	prepare:         true,
+	completionTable: "transaction_completion",
+	compact:         "VACUUM",
+	columnsSQL:      `SELECT name, pk > 0 FROM pragma_table_info(?)`,
 	countsSQL: func(v Variant) string {
 		return `SELECT COALESCE(SUM(n), 0), COUNT(*) FROM
 		(SELECT COUNT(*) AS n FROM ` + v.Table() + ` WHERE workflow_id = ? GROUP BY id)`
@@ -79,14 +90,16 @@ const pgSchemaLock int64 = 0x6475726c6162
 // postgresDialect: created_at from clock_timestamp(), the time of the insert
 // itself rather than of its transaction.
 var postgresDialect = dialect{
-	name:         "postgres",
-	placeholder:  func(n int) string { return "$" + strconv.Itoa(n) },
-	timeType:     "TIMESTAMPTZ",
-	intType:      "BIGINT",
-	createdAtNow: "clock_timestamp()",
-	timeArg:      func(t time.Time) any { return t },
-	oneStatement: true,
-	schemaLock:   fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, pgSchemaLock),
+	name:            "postgres",
+	placeholder:     func(n int) string { return "$" + strconv.Itoa(n) },
+	timeType:        "TIMESTAMPTZ",
+	intType:         "BIGINT",
+	createdAtNow:    "clock_timestamp()",
+	timeArg:         func(t time.Time) any { return t },
+	createdAtArg:    func(t time.Time) any { return t },
+	oneStatement:    true,
+	completionTable: "dbos.transaction_completion",
+	schemaLock:      fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, pgSchemaLock),
 	// The table as the search_path resolves it.
 	columnsSQL: `SELECT a.attname::text, COALESCE(a.attnum = ANY(i.indkey::int2[]), false)
 		FROM pg_attribute a
@@ -150,20 +163,31 @@ type statement struct {
 	args []any
 }
 
+// insertStatements insert a page. The ledger table's created_at, part of
+// its key, is bound from the process's clock at microsecond precision
+// rather than left to the default: SQLite's clock has milliseconds, and
+// ex6's retries back off to waits of 0.1 ms and less, so a retry's rows would
+// collide with the attempt's before it on the key. The strict table keeps
+// the database's default.
 func (d dialect) insertStatements(v Variant, users []fake.User, workflowID string, analyzedAt time.Time) []statement {
 	at := d.timeArg(analyzedAt)
+	cols, n := "id, external_id, name, workflow_id, analyzed_at", 5
+	var created any
+	if v == Ledger {
+		cols, n, created = cols+", created_at", 6, d.createdAtArg(time.Now())
+	}
 	var stmts []statement
 	for start := 0; start < len(users); start += insertChunk {
 		chunk := users[start:min(start+insertChunk, len(users))]
 		var sb strings.Builder
-		sb.WriteString("INSERT INTO " + v.Table() + " (id, external_id, name, workflow_id, analyzed_at) VALUES ")
-		args := make([]any, 0, 5*len(chunk))
+		sb.WriteString("INSERT INTO " + v.Table() + " (" + cols + ") VALUES ")
+		args := make([]any, 0, n*len(chunk))
 		for i, u := range chunk {
 			if i > 0 {
 				sb.WriteByte(',')
 			}
 			sb.WriteByte('(')
-			for j := range 5 {
+			for j := range n {
 				if j > 0 {
 					sb.WriteByte(',')
 				}
@@ -171,6 +195,9 @@ func (d dialect) insertStatements(v Variant, users []fake.User, workflowID strin
 			}
 			sb.WriteByte(')')
 			args = append(args, u.ID, u.ExternalID, u.Name, workflowID, at)
+			if v == Ledger {
+				args = append(args, created)
+			}
 		}
 		stmts = append(stmts, statement{sb.String(), args})
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -35,8 +37,20 @@ func openPostgres(ctx context.Context, u dburl.URL, readOnly bool) (Store, error
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, pgOpenTimeout)
 	defer cancel()
-	if err := pool.Ping(pingCtx); err != nil {
+	err = pool.Ping(pingCtx)
+	if isMissingDatabase(err) && !readOnly {
+		// DBOS creates a missing system database; the store's is created
+		// the same way, so that the README's two URLs work on a fresh server.
+		if err = createDatabase(pingCtx, cfg.ConnConfig); err == nil {
+			err = pool.Ping(pingCtx)
+		}
+	}
+	if err != nil {
 		pool.Close()
+		var denied errCannotCreate
+		if errors.As(err, &denied) {
+			return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(denied.Error()))
+		}
 		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
 	}
 	s := &sqlStore{db: stdlib.OpenDBFromPool(pool), d: postgresDialect, pool: pool, readOnly: readOnly}
@@ -67,4 +81,46 @@ func openPostgres(ctx context.Context, u dburl.URL, readOnly bool) (Store, error
 		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
 	}
 	return s, nil
+}
+
+// isMissingDatabase tells whether err is the server's "database does not
+// exist" (invalid_catalog_name).
+func isMissingDatabase(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "3D000"
+}
+
+// errCannotCreate: the role may not create the missing database. Its text
+// is the one line the user needs.
+type errCannotCreate struct{ database, role string }
+
+func (e errCannotCreate) Error() string {
+	return fmt.Sprintf("database %q does not exist, and role %q may not create it (it needs CREATEDB): create it first (createdb %s), or grant the role CREATEDB",
+		e.database, e.role, e.database)
+}
+
+// createDatabase creates the database cfg names, from the server's
+// maintenance database "postgres", as DBOS creates its system database.
+// A database another process created meanwhile is no error.
+func createDatabase(ctx context.Context, cfg *pgx.ConnConfig) error {
+	admin := cfg.Copy()
+	admin.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, admin)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{cfg.Database}.Sanitize())
+	var pe *pgconn.PgError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe) && pe.Code == "42P04": // duplicate_database
+		return nil
+	case errors.As(err, &pe) && pe.Code == "23505": // two CREATE DATABASE at once: the catalog's unique index
+		return nil
+	case errors.As(err, &pe) && pe.Code == "42501": // insufficient_privilege
+		return errCannotCreate{database: cfg.Database, role: cfg.User}
+	}
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -139,5 +140,54 @@ func TestPostgresConcurrentOpen(t *testing.T) {
 	defer s.Close()
 	if err := s.Table(Ledger).InsertPage(ctx, fake.Page(0, 3), "wf", time.Now()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The README's store URL names a database a fresh server does not have:
+// Open creates it, as DBOS creates its system database.
+func TestPostgresCreatesAMissingDatabase(t *testing.T) {
+	dsn := pgtest.UnbornDatabase(t)
+	ctx := context.Background()
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatalf("Open on a database that does not exist: %v", err)
+	}
+	defer s.Close()
+	if err := s.Table(Ledger).InsertPage(ctx, fake.Page(1, 3), "wf", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Reading creates nothing: a second unborn database stays unborn.
+	other := pgtest.UnbornDatabase(t)
+	if _, err := OpenForReading(ctx, other); err == nil || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("OpenForReading on a missing database: %v, want ErrUnavailable", err)
+	}
+}
+
+// A role that may not create databases gets one line that says what to do.
+func TestPostgresMissingDatabaseWithoutCreateDB(t *testing.T) {
+	dsn := pgtest.UnbornDatabase(t)
+	role := fmt.Sprintf("durlab_nocreatedb_%d", time.Now().UnixNano())
+	if err := pgtest.Exec("CREATE ROLE " + role + " LOGIN NOCREATEDB"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pgtest.Exec("DROP ROLE IF EXISTS " + role) })
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, "s3cret-pw")
+	_, err = Open(context.Background(), u.String())
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("got %v, want ErrUnavailable", err)
+	}
+	msg := err.Error()
+	db := strings.TrimPrefix(u.Path, "/")
+	for _, want := range []string{"does not exist", "may not create it", "CREATEDB", "createdb " + db, role} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "\n") || strings.Contains(msg, "s3cret-pw") {
+		t.Errorf("error %q: want one line, no password", msg)
 	}
 }

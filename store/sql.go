@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"strings"
 	"sync"
 	"time"
 
@@ -240,6 +239,12 @@ func (t sqlTable) UserIDs(ctx context.Context, workflowID string) (map[string]bo
 	return ids, rows.Err()
 }
 
+func (t sqlTable) TotalRows(ctx context.Context) (int64, error) {
+	var n int64
+	err := t.s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+t.v.Table()).Scan(&n)
+	return n, err
+}
+
 func (t sqlTable) WorkflowIDs(ctx context.Context) ([]string, error) {
 	rows, err := t.s.db.QueryContext(ctx, `SELECT DISTINCT workflow_id FROM `+t.v.Table())
 	if err != nil {
@@ -263,22 +268,9 @@ func (t sqlTable) Delete(ctx context.Context, workflowIDs []string) (int64, erro
 	}
 	var n int64
 	err := t.s.Update(ctx, func(tx Tx) error {
-		n = 0
-		for start := 0; start < len(workflowIDs); start += insertChunk {
-			chunk := workflowIDs[start:min(start+insertChunk, len(workflowIDs))]
-			marks := make([]string, len(chunk))
-			args := make([]any, len(chunk))
-			for i, id := range chunk {
-				marks[i], args[i] = t.s.d.placeholder(i+1), id
-			}
-			res, err := tx.Exec(ctx, `DELETE FROM `+t.v.Table()+` WHERE workflow_id IN (`+strings.Join(marks, ", ")+`)`, args...)
-			if err != nil {
-				return err
-			}
-			d, _ := res.RowsAffected()
-			n += d
-		}
-		return nil
+		var err error
+		n, err = t.s.deleteIn(ctx, tx, t.v.Table(), "workflow_id", workflowIDs)
+		return err
 	})
 	return n, err
 }

@@ -85,6 +85,12 @@ type Counts struct {
 	Latest      int64 `json:"latest"`       // the window-function count: the latest row per (id, workflow_id)
 }
 
+// Records are what the store holds for one run, or what Forget deleted.
+type Records struct {
+	Rows   int64 `json:"rows"`   // users rows, both tables
+	Events int64 `json:"events"` // attempt-ledger events
+}
+
 // Tx is the transaction a write joins: the dbos.Tx that
 // dbos.RunAsTransaction hands its function, or one begun by Store.Update.
 type Tx interface {
@@ -108,6 +114,10 @@ type Table interface {
 	// UserIDs are the distinct user IDs workflowID wrote. It fails only
 	// with the database's error.
 	UserIDs(ctx context.Context, workflowID string) (map[string]bool, error)
+	// TotalRows counts every row of the table, all workflows': what the
+	// Python ex5 and ex6 log as "Total users in database". It fails only
+	// with the database's error.
+	TotalRows(ctx context.Context) (int64, error)
 	// WorkflowIDs lists the workflows that have rows in the table. It fails
 	// only with the database's error.
 	WorkflowIDs(ctx context.Context) ([]string, error)
@@ -136,6 +146,22 @@ type Store interface {
 	// Events returns the events of the run whose main workflow is root,
 	// earliest first; none when the ledger holds none.
 	Events(ctx context.Context, root string) ([]Event, error)
+	// Holdings counts what the store holds for each run, by the ID of the
+	// run's main workflow: its rows in both users tables (every row of a
+	// run carries that ID) and its attempt-ledger events. It fails only
+	// with the database's error.
+	Holdings(ctx context.Context) (map[string]Records, error)
+	// Forget deletes what the store holds for the runs whose main
+	// workflows are roots (their rows in both users tables and their
+	// ledger events) and the transaction records DBOS's data source keeps
+	// for workflows (exactly-once's batches), in one transaction, and
+	// returns what it deleted; on the database's error it deletes nothing.
+	Forget(ctx context.Context, roots, workflows []string) (Records, error)
+	// Compact gives the space of deleted rows back to the file system: a
+	// SQLite file shrinks (VACUUM), a Postgres database is left to its
+	// autovacuum. It fails with the database's error, SQLITE_BUSY when
+	// another process is reading, and changes nothing then.
+	Compact(ctx context.Context) error
 	// NewDataSource makes the store a DBOS data source of c, for
 	// dbos.RunAsTransaction: DBOS creates its transaction_completion table
 	// in the store. It must be called before c is launched; it fails with
@@ -147,8 +173,10 @@ type Store interface {
 
 // Open opens the store named by dsn (see package dburl): a Postgres URL, or
 // a SQLite file given as a path or a sqlite: URL. It creates what is
-// missing, and fails with ErrForeignSchema when a users table is not
-// durlab's, or with ErrUnavailable when the database cannot be used.
+// missing, a missing Postgres database included (as DBOS creates its system
+// database), and fails with ErrForeignSchema when a users table is not
+// durlab's, or with ErrUnavailable when the database cannot be used (a role
+// that may not create the missing database among them).
 func Open(ctx context.Context, dsn string) (Store, error) {
 	return open(ctx, dsn, false)
 }

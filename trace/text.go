@@ -54,6 +54,14 @@ type textRenderer struct {
 	err  error
 }
 
+// count is n with its noun, singular or plural: "1 crash", "2 crashes".
+func count[N int | int64](n N, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 func (r *textRenderer) line(format string, args ...any) {
 	if r.err == nil {
 		_, r.err = fmt.Fprintf(r.w, format+"\n", args...)
@@ -62,10 +70,13 @@ func (r *textRenderer) line(format string, args ...any) {
 
 func (r *textRenderer) summary() {
 	s := r.t.Summary
-	r.line("%s %d rows, %d unique users, %d duplicates (%d from retries, %d from recoveries, %d from crashes right after a commit)",
-		r.p.bold.Sprint("run"), s.Rows, s.UniqueUsers, s.Duplicates, s.DuplicatesFromRetries, s.DuplicatesFromRecoveries, s.DuplicatesFromCommitCrashes)
-	r.line("%s %d step attempts, %d faults injected (%d crashes), %d processes died (%d killed from outside, %d right after a commit), %d UNIQUE violations",
-		r.p.bold.Sprint("   "), s.StepAttempts, s.InjectedFailures, s.InjectedCrashes, s.Crashes, s.KilledFromOutside, s.CommitCrashes, s.UniqueViolations)
+	r.line("%s %s, %s, %s (%d from retries, %d from recoveries, %d from crashes right after a commit)",
+		r.p.bold.Sprint("run"), count(s.Rows, "row", "rows"), count(s.UniqueUsers, "unique user", "unique users"), count(s.Duplicates, "duplicate", "duplicates"),
+		s.DuplicatesFromRetries, s.DuplicatesFromRecoveries, s.DuplicatesFromCommitCrashes)
+	r.line("%s %s, %s (%s), %s (%d killed from outside, %d right after a commit), %s",
+		r.p.bold.Sprint("   "), count(s.StepAttempts, "step attempt", "step attempts"), count(s.InjectedFailures, "fault", "faults")+" injected",
+		count(s.InjectedCrashes, "crash", "crashes"), count(s.Crashes, "process died", "processes died"), s.KilledFromOutside, s.CommitCrashes,
+		count(s.UniqueViolations, "UNIQUE violation", "UNIQUE violations"))
 }
 
 // label names a workflow in the tree.
@@ -240,7 +251,7 @@ func (r *textRenderer) step(s *Step, lead, pad string) {
 func (r *textRenderer) attemptOutcome(a *Attempt) string {
 	var wrote string
 	if a.Rows > 0 {
-		wrote = fmt.Sprintf("wrote %d rows", a.Rows)
+		wrote = "wrote " + count(a.Rows, "row", "rows")
 		if a.Duplicates > 0 {
 			wrote += r.p.warn.Sprintf(" (%d again: %s)", a.Duplicates, causeText(a.Cause))
 		}

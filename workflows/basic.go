@@ -34,7 +34,7 @@ the workflow wrote. Safe to run again: every run has its own workflow ID.`,
 	Judge: func(rep *lab.Report) {
 		rep.AsExpected = rep.Succeeded() && rep.Rows == rep.RunInput().Users()
 		if rep.Duplicates > 0 {
-			rep.Lesson = fmt.Sprintf("%d duplicate rows, %s", rep.Duplicates, rep.DuplicateCauses())
+			rep.Lesson = fmt.Sprintf("%s, %s", lab.Count(rep.Duplicates, "duplicate row", "duplicate rows"), rep.DuplicateCauses())
 		} else {
 			rep.Lesson = fmt.Sprintf("each step's write was checkpointed once: %d rows for %d users", rep.Rows, rep.UniqueUsers)
 		}

@@ -20,13 +20,13 @@ import (
 
 // batchFaultKnobs are the knobs of dedup and exactly-once.
 var batchFaultKnobs = []lab.Knob{lab.KnobBatches, lab.KnobPages, lab.KnobPageSize, lab.KnobGenFailProb, lab.KnobFailProb,
-	lab.KnobAttempts, lab.KnobCrashProb, lab.KnobCrashAfter, lab.KnobCommitCrashProb, lab.KnobMaxRecoveryAttempts,
+	lab.KnobAttempts, lab.KnobBackoff, lab.KnobCrashProb, lab.KnobCrashAfter, lab.KnobCommitCrashProb, lab.KnobMaxRecoveryAttempts,
 	lab.KnobWait, lab.KnobQueue}
 
 // batchFaultDefaults are the Python original's values.
 var batchFaultDefaults = lab.Params{
 	Input: lab.Input{Batches: 10, Pages: 10, PageSize: 10},
-	Faults: lab.Faults{GenFailProb: 0.02, FailProb: 0.4, Attempts: 10, CrashProb: 0.1, CrashAfterBatch: 5,
+	Faults: lab.Faults{GenFailProb: 0.02, FailProb: 0.4, Attempts: 10, Backoff: insertBackoff, CrashProb: 0.1, CrashAfterBatch: 5,
 		MaxRecoveryAttempts: 100},
 	Wait: lab.DefaultWait,
 }
@@ -40,7 +40,9 @@ var Dedup = &lab.Experiment{
 	Short:  "Inserts that fail after writing, and crashes: duplicates, counted away by a window function",
 	Long: `A main workflow runs batch child workflows. Each batch generates its pages in
 steps (failing with --gen-fail-prob), then one insert step writes the batch and
-fails AFTER the write with --fail-prob, up to --attempts attempts 0.1 s apart.
+fails AFTER the write with --fail-prob, up to --attempts attempts, the first
+retry 0.1 s later and each wait --backoff times the last: 0.1 s apart by
+default; --backoff 0.1 is ex6's rate (0.1 s, 0.01 s, 0.001 s, ...).
 After each batch past --crash-after the process dies with --crash-prob. The
 ledger table keeps every duplicate; the window-function count is exact.
 Use 'durlab run dedup --until-success' to restart it after each crash.`,
@@ -116,9 +118,21 @@ func generateBatch(x *lab.Execution, in lab.BatchInput) (*batch, error) {
 
 func (b *batch) insertName() string { return fmt.Sprintf("insert_batch_%d", b.in.Batch) }
 
-// insertRetries: --attempts attempts at a constant 0.1 s, as in ex6.
+// insertBackoff is the default --backoff: retries 0.1 s apart. ex6's
+// backoff_rate is 0.1 (0.1 s, 0.01 s, 0.001 s, ...), which --backoff 0.1
+// gives; it is not the default because, with crashes right after a commit,
+// the attempt ledger then misreads some executions (retries microseconds
+// apart): see chaos/ledger_test.go with --backoff 0.1.
+const insertBackoff = 1.0
+
+// insertRetries: --attempts attempts, 0.1 s then --backoff times the last
+// wait. A process without the knob (a worker) takes the default.
 func (b *batch) insertRetries() lab.Retries {
-	return lab.Retries{Attempts: max(b.x.Faults().Attempts, 1), Interval: 100 * time.Millisecond, Factor: 1}
+	factor := b.x.Faults().Backoff
+	if factor <= 0 {
+		factor = insertBackoff
+	}
+	return lab.Retries{Attempts: max(b.x.Faults().Attempts, 1), Interval: 100 * time.Millisecond, Factor: factor}
 }
 
 // write writes every page of the batch in attempt a, and returns the rows.

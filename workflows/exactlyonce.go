@@ -20,7 +20,7 @@ var exactlyOnceBatch = lab.NewWorkflow("users_batch_workflow", exactlyOnceBatchW
 // ExactlyOnce is the experiment's descriptor.
 var ExactlyOnce = &lab.Experiment{
 	Name:   "exactly-once",
-	Origin: "none (dedup with transactional inserts)",
+	Origin: "", // beyond the Python originals: none commits a write with its checkpoint
 	Short:  "dedup's faults, but each insert commits with its checkpoint: no duplicates at all",
 	Long: `The same workload, faults and seeds as dedup, but the insert step runs in
 dbos.RunAsTransaction: the batch's rows and the step's checkpoint commit
@@ -44,7 +44,7 @@ together. Compare the two with 'durlab compare'.`,
 				rep.Lesson += fmt.Sprintf(" (%d right after an insert committed: its recovery found the step done)", rep.CommitCrashes)
 			}
 		case rep.Duplicates > 0:
-			rep.Lesson = fmt.Sprintf("%d duplicates, %s: an insert and its checkpoint did not commit together", rep.Duplicates, rep.DuplicateCauses())
+			rep.Lesson = fmt.Sprintf("%s, %s: an insert and its checkpoint did not commit together", lab.Count(rep.Duplicates, "duplicate", "duplicates"), rep.DuplicateCauses())
 		}
 	},
 }

@@ -53,7 +53,7 @@ func judgeBatches(rep *lab.Report) {
 	case !rep.AsExpected:
 		rep.Lesson = fmt.Sprintf("the workflow ended %s with %d of %d users", rep.Status, result, want)
 	case rep.Duplicates > 0:
-		rep.Lesson = fmt.Sprintf("%d duplicate rows, %s, yet the window-function count is exactly %d", rep.Duplicates, rep.DuplicateCauses(), result)
+		rep.Lesson = fmt.Sprintf("%s, %s, yet the window-function count is exactly %d", lab.Count(rep.Duplicates, "duplicate row", "duplicate rows"), rep.DuplicateCauses(), result)
 	default:
 		rep.Lesson = fmt.Sprintf("no duplicates this time: rows, unique users and the window-function count all equal %d", result)
 	}

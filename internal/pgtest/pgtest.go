@@ -100,13 +100,10 @@ func Database(t testing.TB) string {
 // the function that drops it, for callers without a testing.TB (testscript
 // commands). Check Missing first.
 func Create() (dbURL string, drop func() error, err error) {
-	admin, err := url.Parse(AdminURL())
+	dbURL, name, drop, err := Unborn()
 	if err != nil {
-		return "", nil, fmt.Errorf("DURLAB_TEST_POSTGRES is not a URL: %v", err)
+		return "", nil, err
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	name := "durlab_test_" + hex.EncodeToString(b[:])
 	conn, err := connect()
 	if err != nil {
 		return "", nil, err
@@ -115,6 +112,20 @@ func Create() (dbURL string, drop func() error, err error) {
 	if _, err := conn.Exec(context.Background(), "CREATE DATABASE "+name); err != nil {
 		return "", nil, fmt.Errorf("create database %s: %v", name, err)
 	}
+	return dbURL, drop, nil
+}
+
+// Unborn names a database that does not exist yet, for tests of what
+// creates one: its URL, its name, and the function that drops it if
+// something created it. Check Missing first.
+func Unborn() (dbURL, name string, drop func() error, err error) {
+	admin, err := url.Parse(AdminURL())
+	if err != nil {
+		return "", "", nil, fmt.Errorf("DURLAB_TEST_POSTGRES is not a URL: %v", err)
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	name = "durlab_test_" + hex.EncodeToString(b[:])
 	drop = func() error {
 		conn, err := connect()
 		if err != nil {
@@ -131,5 +142,39 @@ func Create() (dbURL string, drop func() error, err error) {
 	u := *admin
 	u.Path = "/" + name
 	u.RawPath = ""
-	return u.String(), drop, nil
+	return u.String(), name, drop, nil
+}
+
+// UnbornDatabase is Unborn for a test: the URL of a database that does not
+// exist yet, dropped when the test ends. With no server it skips the test,
+// or fails it under CI.
+func UnbornDatabase(t testing.TB) string {
+	t.Helper()
+	if msg, fatal := Missing(); msg != "" {
+		if fatal {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	u, _, drop, err := Unborn()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return u
+}
+
+// Exec runs one statement on the admin database (creating roles, say).
+func Exec(sql string) error {
+	conn, err := connect()
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(context.Background(), sql)
+	return err
 }
