@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -21,9 +23,17 @@ func TestBadInputMatrix(t *testing.T) {
 	for _, k := range []string{"DBOS_SYSTEM_DATABASE_URL", "DBOS_DATABASE_URL", "DURLAB_STORE", "DURLAB_DATA_DIR", "DURLAB_EXECUTOR_ID"} {
 		t.Setenv(k, "")
 	}
-	if code, _, stderr := run(t, "basic", "--seed", "1"); code != 0 {
+	code, setup, stderr := run(t, "basic", "--seed", "1", "--output", "json")
+	if code != 0 {
 		t.Fatalf("setup run: exit %d: %s", code, stderr)
 	}
+	var basic struct {
+		WorkflowID string `json:"workflow_id"`
+	}
+	if err := json.Unmarshal([]byte(setup), &basic); err != nil || basic.WorkflowID == "" {
+		t.Fatalf("setup run's report %q: %v", setup, err)
+	}
+	basicID := basic.WorkflowID
 	before := snapshot(t, dir)
 
 	os.WriteFile("afile", []byte("in the way"), 0o600)
@@ -85,13 +95,36 @@ func TestBadInputMatrix(t *testing.T) {
 		{"workflow malformed id", nil, []string{"workflow", "steps", "a b"}, 2, `"a b" is not a workflow ID`},
 		{"workflow bad status", nil, []string{"workflow", "list", "--status", "DONE"}, 2, "DONE"},
 		{"fork without id", nil, []string{"workflow", "fork"}, 2, "ID"},
+		{"faults not a spec", nil, []string{"dedup", "--faults", "explode@insert_batch_1"}, 2, "bad fault schedule"},
+		{"faults bad moment", nil, []string{"dedup", "--faults", "crash@insert_batch_1:sometime"}, 2, "bad fault schedule"},
+		{"faults bad attempt", nil, []string{"dedup", "--faults", "fail@insert_batch_1#0"}, 2, "bad fault schedule"},
+		{"faults with a drawing knob", nil, []string{"dedup", "--faults", "none", "--fail-prob", "0.4"}, 2, "drop --fail-prob 0.4"},
+		{"run faults not a spec", nil, []string{"run", "dedup", "--until-success", "--faults", "crash@"}, 2, "bad fault schedule"},
+		{"workflow-id with a space", nil, []string{"basic", "--workflow-id", "my run"}, 2, "has a space"},
+		{"workflow-id too long", nil, []string{"basic", "--workflow-id", strings.Repeat("x", 101)}, 2, "at most 100"},
+		{"workflow-id with --new", nil, []string{"basic", "--workflow-id", "a", "--new"}, 2, "give one of them"},
+		{"workflow-id of another experiment", nil, []string{"recover", "--workflow-id", "$BASIC"}, 2, "is a basic.users_workflow, not a recover.users_workflow"},
+		{"explore without a mode", nil, []string{"explore", "dedup"}, 2, "explore needs --crash-points or --seeds"},
+		{"explore both modes", nil, []string{"explore", "dedup", "--crash-points", "--seeds", "1..3"}, 2, "and not both"},
+		{"explore unknown experiment", nil, []string{"explore", "nosuch", "--seeds", "1..2"}, 2, `unknown experiment "nosuch" for explore`},
+		{"explore bad seeds", nil, []string{"explore", "dedup", "--seeds", "5..1"}, 2, "is not a range"},
+		{"explore bad crash-point range", nil, []string{"explore", "dedup", "--crash-points=0..3"}, 2, "is not a range of points"},
+		{"explore kills with crash points", nil, []string{"explore", "dedup", "--crash-points", "--kills", "1"}, 2, "--kills goes with --seeds"},
+		{"explore with faults", nil, []string{"explore", "dedup", "--seeds", "1..2", "--faults", "none"}, 2, "explore chooses the faults itself"},
+		{"explore crash points with a drawing knob", nil, []string{"explore", "dedup", "--crash-points", "--fail-prob", "0.3"}, 2, "draws no random fault"},
+		{"explore zero parallel", nil, []string{"explore", "dedup", "--seeds", "1..2", "--parallel", "0"}, 2, "--parallel must be at least 1"},
+		{"explore negative kills", nil, []string{"explore", "dedup", "--seeds", "1..2", "--kills", "-1"}, 2, "--kills must not be negative"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for k, v := range c.env {
 				t.Setenv(k, v)
 			}
-			code, stdout, stderr := run(t, c.args...)
+			args := slices.Clone(c.args)
+			for i, a := range args {
+				args[i] = strings.ReplaceAll(a, "$BASIC", basicID)
+			}
+			code, stdout, stderr := run(t, args...)
 			if code != c.code {
 				t.Errorf("exit %d, want %d\nstderr: %s", code, c.code, stderr)
 			}

@@ -61,7 +61,7 @@ func exitCode(err error, stderr io.Writer) int {
 		errors.Is(err, store.ErrForeignSchema),
 		errors.Is(err, store.ErrUnavailable),
 		errors.Is(err, lab.ErrSystemDB),
-		errors.Is(err, lab.ErrExecutorInUse), errors.Is(err, lab.ErrBadQueue):
+		errors.Is(err, lab.ErrExecutorInUse), errors.Is(err, lab.ErrBadQueue), errors.Is(err, lab.ErrBadName), errors.Is(err, lab.ErrWrongWorkflow):
 		code = exitUsage
 	case errors.Is(err, lab.ErrInterrupted), errors.Is(err, context.Canceled):
 		code = exitInterrupted

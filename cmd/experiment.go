@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/durlab/durlab/dburl"
+	"github.com/durlab/durlab/internal/startfd"
 	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/workflows"
 )
@@ -88,6 +89,7 @@ func newExperimentCmd(g *globalOptions, exp *lab.Experiment, runF func(*experime
 	addExperimentFlags(c.Flags(), exp, &opts.params, &opts.seed)
 	c.Flags().StringVar(&opts.faults, "faults", "", "inject exactly these faults instead of the random ones, once each: fail@STEP#ATTEMPT, crash@SITE, crash@point:K, comma-separated, or none (a report's faults replay it)")
 	c.Flags().BoolVar(&opts.newRun, "new", false, "start a new workflow even if an earlier process left one pending; it stays PENDING for a later run")
+	c.Flags().StringVar(&opts.params.WorkflowID, "workflow-id", "", "run the main workflow under this ID: the workflow of that ID if it exists (resumed, or reported if it ended), a new one under that ID if not")
 	return c
 }
 
@@ -177,6 +179,14 @@ func (o *experimentOptions) validate() error {
 	} else {
 		p.Seed = rand.Int64N(1 << 31)
 	}
+	if p.WorkflowID != "" {
+		if err := lab.CheckWorkflowID(p.WorkflowID); err != nil {
+			return usageError{err}
+		}
+		if o.newRun {
+			return usagef("--new starts a new workflow and --workflow-id names one: give one of them")
+		}
+	}
 	o.schedule = nil
 	if o.faults != "" {
 		if len(o.drawing) > 0 {
@@ -227,6 +237,7 @@ func (o *experimentOptions) noteSeed(prefix string) {
 // drawn; for a resumed one, which runs with its own input, one line per
 // flag whose value is not used, and the value that is.
 func (o *experimentOptions) onStart(s lab.Start) {
+	startfd.Tell(s.WorkflowID)
 	if !s.Attached {
 		o.noteSeed("durlab")
 		return
@@ -269,6 +280,10 @@ func (o *experimentOptions) overridden(s lab.Start) []string {
 		used := fmt.Sprintf("--%s %v", f.flag, f.theirs)
 		if f.flag == "queue" && f.theirs == "" {
 			used = "no --queue"
+		}
+		if o.params.WorkflowID != "" {
+			lines = append(lines, fmt.Sprintf("%s not used: workflow %s, which --workflow-id names, has %s, its own input", ours, id, used))
+			continue
 		}
 		lines = append(lines, fmt.Sprintf("%s not used: resumed workflow %s runs with %s, its own input (--new starts a new workflow with this command's flags)", ours, id, used))
 	}

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/durlab/durlab/internal/startfd"
 	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/workflows"
 )
@@ -169,7 +171,13 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 		}
 		child := exec.Command(self, args...)
 		child.Stdout, child.Stderr = &stdout, io.Err
-		if err := child.Start(); err != nil {
+		told, err := startfd.Listen(child)
+		if err != nil {
+			return sum, err
+		}
+		err = child.Start()
+		told.Started()
+		if err != nil {
 			return sum, fmt.Errorf("cannot start %s: %w", self, err)
 		}
 		done := make(chan struct{})
@@ -197,6 +205,7 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 			outcome.Signal = unix.SignalName(ws.Signal())
 		}
 		sum.Children = append(sum.Children, outcome)
+		args = withWorkflowID(args, told.ID())
 		var rep lab.Report
 		if json.Unmarshal(stdout.Bytes(), &rep) == nil && rep.WorkflowID != "" {
 			sum.Report = &rep
@@ -246,4 +255,13 @@ func printRunSummary(io IOStreams, asJSON bool, sum runSummary, seeded bool) err
 		return nil
 	}
 	return printReport(io, false, *sum.Report, 0, seeded)
+}
+
+// withWorkflowID gives the next restart the workflow the last child ran
+// (see package startfd), unless the child told none or args name it.
+func withWorkflowID(args []string, id string) []string {
+	if id == "" || slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--workflow-id=") }) {
+		return args
+	}
+	return append(args, "--workflow-id="+id)
 }

@@ -21,11 +21,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/durlab/durlab/cmd"
+	"github.com/durlab/durlab/workflows"
 )
 
 // TestMain lets the test binary run as durlab, so the scripts exec the real
 // main in a real process: crashes are real SIGKILLs of that process.
 func TestMain(m *testing.M) {
+	workflows.Register(brokenExperiment)
 	testscript.Main(m, map[string]func(){
 		"durlab": func() { os.Exit(cmd.Main()) },
 	})

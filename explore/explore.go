@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ import (
 
 	"github.com/durlab/durlab/dburl"
 	"github.com/durlab/durlab/fake"
+	"github.com/durlab/durlab/internal/startfd"
 	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/store"
 )
@@ -177,7 +179,13 @@ func (o *Options) run(ctx context.Context, w *where, extra []string, kills []tim
 		c := exec.Command(o.Binary, args...)
 		c.Env, c.Stdout, c.Stderr = o.Env, &stdout, log
 		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := c.Start(); err != nil {
+		told, err := startfd.Listen(c)
+		if err != nil {
+			return nil, processes, deaths, landed, err
+		}
+		err = c.Start()
+		told.Started()
+		if err != nil {
 			return nil, processes, deaths, landed, err
 		}
 		done := make(chan struct{})
@@ -203,6 +211,9 @@ func (o *Options) run(ctx context.Context, w *where, extra []string, kills []tim
 			}
 		}
 		ws := c.ProcessState.Sys().(syscall.WaitStatus)
+		if id := told.ID(); id != "" && !slices.Contains(args, "--workflow-id="+id) {
+			args = append(args, "--workflow-id="+id) // see package startfd
+		}
 		if ws.Signaled() {
 			deaths++
 			continue

@@ -21,7 +21,7 @@ type Result struct {
 	Mode       string  `json:"mode"`      // crash-points or seeds
 	Guarantee  string  `json:"guarantee"` // what each trial was checked for
 	Points     int     `json:"points,omitempty"`
-	Trials     []Trial `json:"trials"`
+	Trials     []Trial `json:"trials,omitempty"`
 	Held       int     `json:"held"`
 	Failed     int     `json:"failed"` // hung trials included
 	// WithDuplicates are the trials whose run wrote duplicate rows.

@@ -92,6 +92,12 @@ type Params struct {
 	Input
 	Faults
 	Wait time.Duration // how long to give a pending workflow of another executor
+	// WorkflowID, if set, is the main workflow's ID: a run finds the
+	// workflow of that ID if it exists, whatever its status, and starts it
+	// under that ID if not. A supervisor gives each of its restarts the
+	// same ID, so that a process killed after its workflow ended restarts
+	// into a report of that workflow, not into a second run.
+	WorkflowID string
 	// OnStart, if set, is told how the run began, before Run waits for it.
 	OnStart func(Start)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,6 +122,9 @@ func (rt *Runtime) Run(ctx context.Context, e *Experiment, p Params) (Report, er
 // a new workflow starts beside it. A workflow this process's Launch
 // dead-lettered is returned as it is, so the report says so.
 func startOrAttach[R any](ctx context.Context, rt *Runtime, name string, wf *Workflow[Input, R], p Params, beforeStart func() error) (dbos.WorkflowHandle[R], bool, error) {
+	if p.WorkflowID != "" {
+		return startOrAttachID(rt, name, wf, p, beforeStart)
+	}
 	if rt.newRun {
 		return startNew(rt, name, wf, p, beforeStart)
 	}
@@ -159,6 +163,37 @@ func startOrAttach[R any](ctx context.Context, rt *Runtime, name string, wf *Wor
 	return startNew(rt, name, wf, p, beforeStart)
 }
 
+// startOrAttachID runs the workflow of ID p.WorkflowID: the one that
+// exists, or a new one under that ID.
+func startOrAttachID[R any](rt *Runtime, name string, wf *Workflow[Input, R], p Params, beforeStart func() error) (dbos.WorkflowHandle[R], bool, error) {
+	wfs, err := dbos.ListWorkflows(rt.dbos, dbos.WithFilterWorkflowIDs(p.WorkflowID),
+		dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(wfs) == 0 {
+		return startNew(rt, name, wf, p, beforeStart)
+	}
+	w := wfs[0]
+	if w.Name != name {
+		return nil, false, fmt.Errorf("%w: workflow %s is a %s, not a %s", ErrWrongWorkflow, w.ID, w.Name, name)
+	}
+	// Launch may have recovered it: it is the one this run attaches to,
+	// not a leftover beside it.
+	rt.leftPending[name] = slices.DeleteFunc(rt.leftPending[name], func(id string) bool { return id == w.ID })
+	switch w.Status {
+	case dbos.WorkflowStatusPending, dbos.WorkflowStatusEnqueued:
+		fmt.Fprintf(rt.notices, "durlab: resuming workflow %s\n", w.ID)
+	default:
+		fmt.Fprintf(rt.notices, "durlab: workflow %s has already ended %s; reporting it\n", w.ID, w.Status)
+	}
+	h, err := dbos.RetrieveWorkflow[R](rt.dbos, w.ID)
+	return h, true, err
+}
+
+// ErrWrongWorkflow: --workflow-id names a workflow of another experiment.
+var ErrWrongWorkflow = errors.New("wrong workflow")
+
 // startNew starts a new workflow named name; with Config.New it first says
 // which of this executor's leftovers stay pending.
 func startNew[R any](rt *Runtime, name string, wf *Workflow[Input, R], p Params, beforeStart func() error) (dbos.WorkflowHandle[R], bool, error) {
@@ -171,7 +206,11 @@ func startNew[R any](rt *Runtime, name string, wf *Workflow[Input, R], p Params,
 			return nil, false, err
 		}
 	}
-	h, err := dbos.RunWorkflow(started(rt.dbos, name, ""), wf.fn, p.Input)
+	var opts []dbos.WorkflowOption
+	if p.WorkflowID != "" {
+		opts = append(opts, dbos.WithWorkflowID(p.WorkflowID))
+	}
+	h, err := dbos.RunWorkflow(started(rt.dbos, name, ""), wf.fn, p.Input, opts...)
 	return h, false, err
 }
 

@@ -17,10 +17,18 @@ import (
 	"github.com/durlab/durlab/lab"
 )
 
-// Experiments lists the experiments in the order of the Python originals.
+// Experiments lists the experiments in the order of the Python originals,
+// then any Register added.
 func Experiments() []*lab.Experiment {
-	return []*lab.Experiment{Basic, RetryBad, Recover, SplitSteps, Profile, Dedup, ExactlyOnce}
+	return append([]*lab.Experiment{Basic, RetryBad, Recover, SplitSteps, Profile, Dedup, ExactlyOnce}, registered...)
 }
+
+var registered []*lab.Experiment
+
+// Register adds an experiment durlab does not ship, before the command
+// line is parsed: the tests give the binary one that breaks its own
+// guarantee, to see durlab explore catch it.
+func Register(e *lab.Experiment) { registered = append(registered, e) }
 
 // Lookup finds an experiment by name.
 func Lookup(name string) (*lab.Experiment, bool) {
