@@ -7,8 +7,10 @@
 // How an execution or attempt with no recorded end ended is derived, never
 // guessed:
 //   - an execution with a later execution of the same workflow, or whose
-//     workflow DBOS knows as finished, was killed from outside; one with
-//     neither is still running if its process is alive, killed otherwise;
+//     workflow DBOS knows as finished, was killed from outside, unless it
+//     is the last and its process is alive: then it ended as DBOS recorded,
+//     and its end waits for that process's next write; one with neither is
+//     still running if its process is alive, killed otherwise;
 //   - an attempt with no end whose step DBOS checkpointed, with no later
 //     attempt at that step, is the attempt DBOS checkpointed: it ended as
 //     DBOS recorded (its end was waiting for the next write when the
@@ -341,6 +343,15 @@ func (r *Run) derive(src Source) error {
 			switch {
 			case crash != nil && !crash.End.Before(x.Start):
 				x.Outcome, x.Site, x.End = "crashed", crash.Site, crash.End
+			case i == len(w.Executions)-1 && (w.Status == string(dbos.WorkflowStatusSuccess) || w.Status == string(dbos.WorkflowStatusError)) &&
+				src.Alive != nil && src.Alive(x.ExecutorID, x.PID, x.Host):
+				// It ran the workflow to the end DBOS recorded, in a process
+				// that lives on: a worker between batches, whose record of
+				// the end waits for its next write.
+				x.Outcome = "ok"
+				if w.Status == string(dbos.WorkflowStatusError) {
+					x.Outcome = "error"
+				}
 			case i < len(w.Executions)-1 || done:
 				x.Outcome = OutcomeKilled
 			case src.Alive != nil && src.Alive(x.ExecutorID, x.PID, x.Host):
