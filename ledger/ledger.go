@@ -403,7 +403,8 @@ func (r *Run) derive(src Source) error {
 // reconcile takes from DBOS the attempts whose records died with their
 // process: a step DBOS checkpointed that no recorded attempt ran was run by
 // an attempt whose events were waiting for a write. It looks only at the
-// workflows a killed process worked on, or that the ledger never saw.
+// workflows a killed process worked on, whose end it derived, or that the
+// ledger never saw.
 func (r *Run) reconcile(src Source) error {
 	if src.Steps == nil {
 		return nil
@@ -411,7 +412,9 @@ func (r *Run) reconcile(src Source) error {
 	for _, w := range r.Workflows {
 		suspect := len(w.Executions) == 0 && w.Status != ""
 		for _, x := range w.Executions {
-			suspect = suspect || x.Outcome == OutcomeKilled
+			// A live worker's finished execution has its attempts' ends
+			// waiting in memory as well.
+			suspect = suspect || x.Outcome == OutcomeKilled || x.Derived && (x.Outcome == "ok" || x.Outcome == "error")
 		}
 		if !suspect {
 			continue
