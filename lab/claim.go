@@ -147,6 +147,9 @@ func claimExecutor(ctx context.Context, systemDB, id string, notices io.Writer) 
 // waits for it, saying so once; waited tells whether it did. A live process
 // with the same ID is still ErrExecutorInUse, at once.
 func claimOrWait(ctx context.Context, systemDB, id string, notices io.Writer) (c claim, waited bool, err error) {
+	if notices == nil {
+		notices = io.Discard
+	}
 	var l *Liveness
 	defer func() {
 		if l != nil {
