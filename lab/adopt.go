@@ -97,6 +97,9 @@ func (rt *Runtime) Adopt(ctx context.Context, id string) (*Adoption, error) {
 		return nil, err
 	}
 	a := &Adoption{Executor: id, rt: rt, claim: cl, done: make(chan struct{})}
+	// Lost to another process (the executor came back): the hold ends,
+	// and the workflows are whoever's dequeues them.
+	cl.onLoss(lossPolicy{taken: a.setErr})
 	ids, err := a.recover()
 	if err != nil || len(ids) == 0 {
 		close(a.done)
