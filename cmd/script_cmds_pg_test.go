@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -32,8 +33,9 @@ import (
 //	                           $WORK/NAME.stdout and $WORK/NAME.stderr
 //	lab signal NAME SIG        send SIG (INT, TERM, KILL) to it
 //	lab wait NAME CODE         wait for it to end with exit code CODE, or by the
-//	                           signal CODE (KILL); its output becomes the stdout
-//	                           and stderr of the next checks
+//	                           signal CODE (KILL), or with one of CODE|CODE...;
+//	                           its output becomes the stdout and stderr of the
+//	                           next checks
 //	lab waitfor FILE REGEXP    wait until FILE (e.g. w1.stderr) matches REGEXP
 //	lab busy EXECUTOR [VAR [SIG NAME]]
 //	                           wait until a workflow of EXECUTOR is PENDING (it
@@ -188,11 +190,16 @@ func labWait(ts *testscript.TestScript, args []string) {
 	if ws.Signaled() {
 		got = "signal " + ws.Signal().String()
 	}
-	want := args[1]
-	if _, err := strconv.Atoi(want); err != nil {
-		want = "signal " + parseSignal(ts, want).String()
+	// CODE may list the codes allowed, 0|2, for processes that race.
+	ok := false
+	for _, want := range strings.Split(args[1], "|") {
+		if _, err := strconv.Atoi(want); err != nil {
+			want = "signal " + parseSignal(ts, want).String()
+		}
+		ok = ok || got == want
 	}
-	if got != want {
+	if !ok {
+		want := args[1]
 		var ee *exec.ExitError
 		if !errors.As(p.err, &ee) && p.err != nil {
 			got = p.err.Error()

@@ -20,6 +20,7 @@ type workerOptions struct {
 	global      *globalOptions
 	queue       string
 	concurrency int
+	adoptAfter  time.Duration
 	faults      lab.Faults
 }
 
@@ -39,6 +40,16 @@ or SIGTERM (exit 130 or 143). A stopped or killed worker's in-flight
 workflows stay PENDING; restarted with the same executor ID it puts them back
 on the queue, where any worker finishes them.
 
+A worker also finishes what dead processes left: when an executor with
+PENDING workflows of this version has had no live claim on its ID for
+--adopt-after (10s; 0 turns adoption off), one live worker adopts it. It
+takes the dead executor's claim, puts its pending workflows back on their
+queues, where it or any worker runs them, and holds the claim until they
+finish; a process restarted with that ID meanwhile waits, then starts with
+nothing to recover. A worker that lost its own claim with its database
+session and finds it taken when the network returns, or finds the
+workflows it was running adopted, exits 3 at once, writing nothing more.
+
 Workers and experiments must share the system database (--system-db) and the
 store (--store): on several machines both are Postgres URLs.
 
@@ -56,7 +67,8 @@ The fault flags describe this worker's environment: the batches it runs
 obey them, as a recovered workflow obeys the process that recovers it. By
 default a worker injects no fault.`,
 		Example: `  durlab worker --queue batches --system-db postgres://... --store postgres://...
-  durlab worker --queue batches --executor-id worker-2 --concurrency 8`,
+  durlab worker --queue batches --executor-id worker-2 --concurrency 8
+  durlab worker --queue batches --adopt-after 30s`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := opts.validate(c); err != nil {
@@ -71,6 +83,7 @@ default a worker injects no fault.`,
 	f := c.Flags()
 	f.StringVar(&opts.queue, "queue", "", "the DBOS queue to serve (required), as given to the experiments' --queue")
 	f.IntVar(&opts.concurrency, "concurrency", 0, "batches one worker runs at a time, set for every worker of the queue (default: keep the queue's, 4 for a new queue)")
+	f.DurationVar(&opts.adoptAfter, "adopt-after", lab.DefaultAdoptAfter, fmt.Sprintf("adopt the pending workflows of an executor whose claim no live process has held for this long (at least %s; 0: never)", lab.MinAdoptAfter))
 	f.Float64Var(&opts.faults.FailProb, string(lab.KnobFailProb), 0, "probability that an insert step fails after its write")
 	f.Float64Var(&opts.faults.GenFailProb, string(lab.KnobGenFailProb), 0, "probability that a generate step fails")
 	f.Float64Var(&opts.faults.CommitCrashProb, string(lab.KnobCommitCrashProb), 0, "probability that this worker dies (SIGKILL) right after an insert commits")
@@ -87,6 +100,9 @@ func (o *workerOptions) validate(c *cobra.Command) error {
 	}
 	if o.concurrency < 0 || c.Flags().Changed("concurrency") && o.concurrency == 0 {
 		return usagef("--concurrency must be at least 1, got %d", o.concurrency)
+	}
+	if o.adoptAfter != 0 && o.adoptAfter < lab.MinAdoptAfter {
+		return usagef("--adopt-after must be 0 (never adopt) or at least %s, got %s: a process takes up to 2s to find out it lost its claim, and must have stopped writing before anyone adopts its work", lab.MinAdoptAfter, o.adoptAfter)
 	}
 	if o.faults.Attempts < 1 {
 		return usagef("--attempts must be at least 1, got %d", o.faults.Attempts)
@@ -126,8 +142,13 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 		Experiments: workflows.Experiments(),
 		Serve:       o.queue,
 		Concurrency: o.concurrency,
+		AdoptAfter:  o.adoptAfter,
 	})
 	if err != nil {
+		var se signalError
+		if errors.Is(err, context.Canceled) && errors.As(context.Cause(ctx), &se) {
+			return fmt.Errorf("%w: %w", se, err) // stopped while waiting for its claim
+		}
 		return err
 	}
 	cfg.flush()
@@ -144,6 +165,8 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 	fmt.Fprintf(g.io.Err, "durlab worker: executor %s serves queue %s (%s) on %s; stop it with Ctrl-C or SIGTERM\n", id, o.queue, limit, where)
 	if n := rt.LeftPending(); n > 0 {
 		fmt.Fprintf(g.io.Err, "durlab worker: %d workflow(s) left unfinished by executor %s are back on their queue\n", n, id)
+	} else if rt.WaitedForAdopter() {
+		fmt.Fprintf(g.io.Err, "durlab worker: executor %s starts with nothing to recover: the process that adopted it finished its pending workflows\n", id)
 	}
 	<-ctx.Done()
 	done, countErr := rt.Finished(start)
@@ -151,9 +174,16 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 	closeErr := rt.Close()
 	if countErr == nil {
 		elapsed := time.Since(start).Round(time.Millisecond)
-		fmt.Fprintf(g.io.Err, "durlab worker: executor %s finished %d workflow(s) of queue %s in %s\n", id, done, o.queue, elapsed)
+		sum := workerSummary{ExecutorID: id, Queue: o.queue, Finished: done, Elapsed: elapsed.String(), AdoptedExecutors: []string{}}
+		for _, a := range rt.Adopted() {
+			sum.Adoptions++
+			sum.AdoptedWorkflows += len(a.Snapshot())
+			sum.AdoptedExecutors = append(sum.AdoptedExecutors, a.Executor)
+		}
+		fmt.Fprintf(g.io.Err, "durlab worker: executor %s finished %d workflow(s) of queue %s in %s; %s\n", id, done, o.queue, elapsed,
+			lab.Count(sum.Adoptions, "adoption", "adoptions"))
 		if cfg.json {
-			json.NewEncoder(g.io.Out).Encode(workerSummary{ExecutorID: id, Queue: o.queue, Finished: done, Elapsed: elapsed.String()})
+			json.NewEncoder(g.io.Out).Encode(sum)
 		}
 	}
 	if closeErr != nil {
@@ -173,4 +203,9 @@ type workerSummary struct {
 	Queue      string `json:"queue"`
 	Finished   int    `json:"finished"`
 	Elapsed    string `json:"elapsed"`
+	// Adoptions counts the dead executors this worker adopted, and
+	// AdoptedWorkflows the pending workflows it put back on their queues.
+	Adoptions        int      `json:"adoptions"`
+	AdoptedWorkflows int      `json:"adopted_workflows"`
+	AdoptedExecutors []string `json:"adopted_executors"`
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/durlab/durlab/lab"
 )
@@ -19,7 +20,7 @@ func TestWorkerFlags(t *testing.T) {
 		check   func(t *testing.T, o *workerOptions)
 	}{
 		{name: "defaults", args: []string{"--queue", "batches"}, check: func(t *testing.T, o *workerOptions) {
-			if o.queue != "batches" || o.concurrency != 0 || o.faults != (lab.Faults{Attempts: 10}) {
+			if o.queue != "batches" || o.concurrency != 0 || o.faults != (lab.Faults{Attempts: 10}) || o.adoptAfter != 10*time.Second {
 				t.Errorf("options %+v", o)
 			}
 		}},
@@ -30,6 +31,18 @@ func TestWorkerFlags(t *testing.T) {
 					t.Errorf("options %+v", o)
 				}
 			}},
+		{name: "adoption off", args: []string{"--queue", "q", "--adopt-after", "0"}, check: func(t *testing.T, o *workerOptions) {
+			if o.adoptAfter != 0 {
+				t.Errorf("adopt-after %s", o.adoptAfter)
+			}
+		}},
+		{name: "adopt after a minute", args: []string{"--queue", "q", "--adopt-after", "1m"}, check: func(t *testing.T, o *workerOptions) {
+			if o.adoptAfter != time.Minute {
+				t.Errorf("adopt-after %s", o.adoptAfter)
+			}
+		}},
+		{name: "adopt too soon", args: []string{"--queue", "q", "--adopt-after", "4s"}, errLine: "--adopt-after must be 0 (never adopt) or at least 5s, got 4s"},
+		{name: "negative adopt-after", args: []string{"--queue", "q", "--adopt-after", "-5s"}, errLine: "--adopt-after must be 0 (never adopt) or at least 5s, got -5s"},
 		{name: "no queue", args: nil, errLine: "worker needs --queue NAME"},
 		{name: "empty queue", args: []string{"--queue", " "}, errLine: "--queue: bad queue name: the queue name is empty"},
 		{name: "reserved queue", args: []string{"--queue", "_dbos_internal_queue"}, errLine: `is reserved`},
@@ -81,5 +94,44 @@ func TestDefaultWorkerID(t *testing.T) {
 	}
 	if a != defaultWorkerID("batches") {
 		t.Errorf("defaultWorkerID is not stable")
+	}
+}
+
+// TestWorkflowAdoptArgs: workflow adopt takes exactly one executor ID.
+func TestWorkflowAdoptArgs(t *testing.T) {
+	for _, tt := range []struct {
+		args    []string
+		errLine string
+	}{
+		{[]string{"w1"}, ""},
+		{nil, "workflow adopt needs exactly one executor ID, got 0 argument(s)"},
+		{[]string{"w1", "w2"}, "needs exactly one executor ID, got 2 argument(s)"},
+		{[]string{" "}, "needs exactly one executor ID"},
+	} {
+		var errb bytes.Buffer
+		g := &globalOptions{io: IOStreams{Out: &bytes.Buffer{}, Err: &errb}}
+		var got *workflowAdoptOptions
+		root := newWorkflowCmd(g)
+		for _, c := range root.Commands() {
+			if c.Name() == "adopt" {
+				root.RemoveCommand(c)
+			}
+		}
+		root.AddCommand(newWorkflowAdoptCmd(g, func(o *workflowAdoptOptions) error { got = o; return nil }))
+		root.SetArgs(append([]string{"adopt"}, tt.args...))
+		root.SetOut(&bytes.Buffer{})
+		root.SetErr(&bytes.Buffer{})
+		root.SilenceErrors, root.SilenceUsage = true, true
+		err := root.ExecuteContext(context.Background())
+		if tt.errLine == "" {
+			if err != nil || got == nil || got.executor != tt.args[0] {
+				t.Errorf("%q: %v, %+v", tt.args, err, got)
+			}
+			continue
+		}
+		var stderr bytes.Buffer
+		if code := exitCode(err, &stderr); code != exitUsage || !strings.Contains(stderr.String(), tt.errLine) || got != nil {
+			t.Errorf("%q: exit %d, %q, ran %v; want exit 2 and %q", tt.args, code, stderr.String(), got != nil, tt.errLine)
+		}
 	}
 }

@@ -53,6 +53,7 @@ that serves DBOS's queues (an experiment while it runs, or durlab worker).`,
 		newWorkflowCancelCmd(g, nil),
 		newWorkflowResumeCmd(g, nil),
 		newWorkflowForkCmd(g, nil),
+		newWorkflowAdoptCmd(g, nil),
 	)
 	return c
 }

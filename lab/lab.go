@@ -116,6 +116,10 @@ type Config struct {
 	// New: the command starts a new workflow even when this executor left
 	// some pending; those stay PENDING, untouched (leftovers.go).
 	New bool
+	// AdoptAfter, if positive, makes this process adopt the pending
+	// workflows of executors whose claim no live process has held for that
+	// long (adopt.go); at least MinAdoptAfter.
+	AdoptAfter time.Duration
 }
 
 // Runtime is a launched DBOS runtime with the store open and the workflows
@@ -164,6 +168,13 @@ type Runtime struct {
 	watchers  sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+
+	// Adoption (adopt.go). waited: an adopter held this executor ID's
+	// claim when the process started, and it waited for it (claim.go).
+	systemDB  string
+	waited    bool
+	adoptMu   sync.Mutex
+	adoptions []*Adoption // what this process adopted
 }
 
 // runtimeKey finds the Runtime in a workflow's DBOS context.
@@ -218,17 +229,21 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := claimExecutor(ctx, cfg.SystemDB, dbos.GetExecutorID(rt.dbos), notices)
+	cl, waited, err := claimOrWait(ctx, cfg.SystemDB, dbos.GetExecutorID(rt.dbos), notices)
 	if err != nil {
 		dbos.Shutdown(rt.dbos, time.Second)
 		return nil, err
 	}
-	rt.claim = cl
-	if rt.store, err = store.Open(ctx, cfg.Store); err != nil {
+	rt.claim, rt.waited, rt.systemDB = cl, waited, cfg.SystemDB
+	rt.fenceOwn()
+	st, err := store.Open(ctx, cfg.Store)
+	if err != nil {
 		dbos.Shutdown(rt.dbos, time.Second)
 		rt.claim.release()
 		return nil, err
 	}
+	// Every write waits while the claim is lost (adopt_fence.go).
+	rt.store = newFencedStore(st, cl, rt.stop)
 	rt.rec = newRecorder(rt.store, rt.ExecutorID(), &rt.timings)
 	rt.register(cfg.Experiments)
 	// The DataSource must exist before Launch, which may recover an
@@ -254,6 +269,9 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("%w: launch: %v", ErrSystemDB, err)
 	}
 	rt.leftPending = before
+	if cfg.AdoptAfter > 0 {
+		rt.watchDead(max(cfg.AdoptAfter, MinAdoptAfter))
+	}
 	return rt, nil
 }
 
@@ -322,6 +340,11 @@ func (rt *Runtime) recordStopped() error {
 	rt.runningMu.Unlock()
 	return rt.rec.now(context.Background(), events...)
 }
+
+// WaitedForAdopter tells whether this process started while another held
+// its executor ID's claim, having adopted its pending workflows, and waited
+// for it: what it then finds to recover, the adopter left.
+func (rt *Runtime) WaitedForAdopter() bool { return rt.waited }
 
 // ExecutorID is the executor ID this process claimed.
 func (rt *Runtime) ExecutorID() string { return dbos.GetExecutorID(rt.dbos) }

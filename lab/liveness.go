@@ -28,16 +28,13 @@ type Liveness struct {
 	timeout  time.Duration
 }
 
-// NewLiveness checks liveness against the system database systemDB.
+// NewLiveness checks liveness against the system database systemDB. It is
+// not safe for concurrent use.
 func NewLiveness(ctx context.Context, systemDB string) *Liveness {
 	l := &Liveness{timeout: 5 * time.Second, systemDB: systemDB}
 	l.host, _ = os.Hostname()
-	if dburl.IsPostgres(systemDB) {
-		cctx, cancel := context.WithTimeout(ctx, l.timeout)
-		defer cancel()
-		if s, err := store.OpenLockSession(cctx, systemDB, "", "durlab liveness"); err == nil {
-			l.pg = s
-		}
+	if dburl.IsPostgres(systemDB) && ctx.Err() == nil {
+		l.session()
 	}
 	return l
 }
@@ -50,13 +47,11 @@ func (l *Liveness) Alive(executorID string, pid int, host string) bool {
 		err := syscall.Kill(pid, 0)
 		return err == nil || errors.Is(err, syscall.EPERM)
 	}
-	if l.pg == nil {
+	if !dburl.IsPostgres(l.systemDB) {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-	defer cancel()
-	held, err := l.pg.HeldByAnyone(ctx, store.LockKey("executor", executorID))
-	return err != nil || held
+	held, known := l.ExecutorAlive(executorID)
+	return !known || held
 }
 
 // ExecutorAlive tells whether a live process holds executor ID id's claim
@@ -65,21 +60,53 @@ func (l *Liveness) Alive(executorID string, pid int, host string) bool {
 // table, on SQLite the kernel's (/proc/locks), so it can never take a claim
 // from under a process about to take it.
 func (l *Liveness) ExecutorAlive(id string) (alive, known bool) {
-	if l.pg != nil {
+	return l.lockHeld(store.LockKey("executor", id), executorLockFile, id)
+}
+
+// Adopting tells whether a process adopting executor ID id's workflows
+// holds its adoption marker (claim.go), reading as ExecutorAlive does.
+func (l *Liveness) Adopting(id string) (adopting, known bool) {
+	return l.lockHeld(store.LockKey("adopt", id), adoptionLockFile, id)
+}
+
+// lockHeld reads whether the Postgres lock key, or the flock on the file
+// beside a SQLite system database, is held.
+func (l *Liveness) lockHeld(key int64, file func(db, id string) string, id string) (held, known bool) {
+	if dburl.IsPostgres(l.systemDB) {
+		s := l.session()
+		if s == nil {
+			return false, false
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 		defer cancel()
-		held, err := l.pg.HeldByAnyone(ctx, store.LockKey("executor", id))
+		held, err := s.HeldByAnyone(ctx, key)
+		if err != nil {
+			// The next question gets a new session: a lost one never
+			// answers again.
+			s.Close(ctx)
+			l.pg = nil
+		}
 		return held, err == nil
-	}
-	if dburl.IsPostgres(l.systemDB) {
-		return false, false
 	}
 	path, err := systemDBFile(l.systemDB)
 	if err != nil || path == "" {
 		return false, false
 	}
-	held, err := flocked(path + "." + lockName(id) + ".lock")
+	held, err = flocked(file(path, id))
 	return held, err == nil
+}
+
+// session is the Postgres session Liveness asks on, opened again after one
+// was lost; nil when the server cannot be reached.
+func (l *Liveness) session() *store.LockSession {
+	if l.pg == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+		defer cancel()
+		if s, err := store.OpenLockSession(ctx, l.systemDB, "", "durlab liveness"); err == nil {
+			l.pg = s
+		}
+	}
+	return l.pg
 }
 
 // flocked tells whether a process holds a flock on the file at path, from
@@ -125,5 +152,6 @@ func (l *Liveness) Close() {
 		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 		defer cancel()
 		l.pg.Close(ctx)
+		l.pg = nil
 	}
 }

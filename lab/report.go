@@ -347,7 +347,11 @@ func (rt *Runtime) ReadRun(ctx context.Context, root string) (*ledger.Run, error
 	if err := rt.rec.now(ctx); err != nil {
 		return nil, err
 	}
-	return ReadRun(ctx, rt.dbos, rt.store, root, false, nil)
+	// A worker's end of an execution waits for its next write: only a
+	// live process's can be told from a killed one's.
+	l := NewLiveness(ctx, rt.systemDB)
+	defer l.Close()
+	return ReadRun(ctx, rt.dbos, rt.store, root, false, l.Alive)
 }
 
 // ReadRun reads what happened to the run whose main workflow is root, from

@@ -7,8 +7,10 @@
 // How an execution or attempt with no recorded end ended is derived, never
 // guessed:
 //   - an execution with a later execution of the same workflow, or whose
-//     workflow DBOS knows as finished, was killed from outside; one with
-//     neither is still running if its process is alive, killed otherwise;
+//     workflow DBOS knows as finished, was killed from outside, unless it
+//     is the last and its process is alive: then it ended as DBOS recorded,
+//     and its end waits for that process's next write; one with neither is
+//     still running if its process is alive, killed otherwise;
 //   - an attempt with no end whose step DBOS checkpointed, with no later
 //     attempt at that step, is the attempt DBOS checkpointed: it ended as
 //     DBOS recorded (its end was waiting for the next write when the
@@ -369,6 +371,15 @@ func (r *Run) derive(src Source) error {
 			switch {
 			case crash != nil && !crash.End.Before(x.Start):
 				x.Outcome, x.Site, x.End = "crashed", crash.Site, crash.End
+			case i == len(w.Executions)-1 && (w.Status == string(dbos.WorkflowStatusSuccess) || w.Status == string(dbos.WorkflowStatusError)) &&
+				src.Alive != nil && src.Alive(x.ExecutorID, x.PID, x.Host):
+				// It ran the workflow to the end DBOS recorded, in a process
+				// that lives on: a worker between batches, whose record of
+				// the end waits for its next write.
+				x.Outcome = "ok"
+				if w.Status == string(dbos.WorkflowStatusError) {
+					x.Outcome = "error"
+				}
 			case i < len(w.Executions)-1 || done:
 				x.Outcome = OutcomeKilled
 			case src.Alive != nil && src.Alive(x.ExecutorID, x.PID, x.Host):
@@ -420,7 +431,8 @@ func (r *Run) derive(src Source) error {
 // reconcile takes from DBOS the attempts whose records died with their
 // process: a step DBOS checkpointed that no recorded attempt ran was run by
 // an attempt whose events were waiting for a write. It looks only at the
-// workflows a killed process worked on, or that the ledger never saw.
+// workflows a killed process worked on, whose end it derived, or that the
+// ledger never saw.
 func (r *Run) reconcile(src Source) error {
 	if src.Steps == nil {
 		return nil
@@ -428,7 +440,9 @@ func (r *Run) reconcile(src Source) error {
 	for _, w := range r.Workflows {
 		suspect := len(w.Executions) == 0 && w.Status != ""
 		for _, x := range w.Executions {
-			suspect = suspect || x.Outcome == OutcomeKilled
+			// A live worker's finished execution has its attempts' ends
+			// waiting in memory as well.
+			suspect = suspect || x.Outcome == OutcomeKilled || x.Derived && (x.Outcome == "ok" || x.Outcome == "error")
 		}
 		if !suspect {
 			continue

@@ -93,6 +93,24 @@ func (s *LockSession) HeldByAnyone(ctx context.Context, key int64) (bool, error)
 	return held, err
 }
 
+// Holder is the server process ID of the session that holds lock key
+// exclusively in this database, 0 when none does. It only reads, as
+// HeldByAnyone does.
+func (s *LockSession) Holder(ctx context.Context, key int64) (uint32, error) {
+	u := uint64(key)
+	var pid int64
+	err := s.conn.QueryRow(ctx, `SELECT COALESCE((SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+		AND mode = 'ExclusiveLock' AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1), 0)`,
+		int64(u>>32), int64(u&0xffffffff)).Scan(&pid)
+	return uint32(pid), err
+}
+
+// PID is the server process ID of the session, as pg_locks shows it: a
+// session that lost its connection can tell its own old locks from another
+// session's by it.
+func (s *LockSession) PID() uint32 { return s.conn.PgConn().PID() }
+
 // LockName takes the exclusive lock of a name, waiting for it.
 func (s *LockSession) LockName(ctx context.Context, name string) error {
 	_, err := s.conn.Exec(ctx, `SELECT pg_advisory_lock(hashtext($1))`, name)
