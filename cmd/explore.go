@@ -72,7 +72,7 @@ ones keep their folder.`,
 	f.Lookup("crash-points").NoOptDefVal = "all"
 	f.StringVar(&opts.seeds, "seeds", "", "one trial per seed of A..B, with the random fault knobs")
 	f.IntVar(&opts.kills, "kills", 0, "with --seeds: external SIGKILLs per trial")
-	f.DurationVar(&opts.killWithin, "kill-within", 0, "with --kills: a kill lands within this long of a process's start (default: as long as a fault-free run takes)")
+	f.DurationVar(&opts.killWithin, "kill-within", 0, "with --kills: a kill lands within this long of a process's start (default: as long as the first seed's run takes, timed first)")
 	f.IntVar(&opts.parallel, "parallel", runtime.NumCPU(), "trials at once")
 	f.DurationVar(&opts.trialTimeout, "trial-timeout", 2*time.Minute, "a trial still running after this long is reported as hung, and its folder kept")
 	f.BoolVar(&opts.keep, "keep", false, "keep every trial's folder (and Postgres databases)")
@@ -216,7 +216,7 @@ func runExplore(ctx context.Context, cmd *cobra.Command, o *exploreOptions) erro
 		}
 		killWithin := o.killWithin
 		if o.kills > 0 && !cmd.Flags().Changed("kill-within") {
-			d, err := xo.Calibrate(ctx)
+			d, err := xo.Calibrate(ctx, int64(r.From))
 			if err != nil {
 				os.RemoveAll(dir)
 				return interruption(ctx, err)
@@ -330,6 +330,11 @@ func printExplore(out io.Writer, res explore.Result, terminal bool) {
 		}
 	}
 	fmt.Fprintf(out, "%s (%s)\n", line, time.Duration(res.WallMs)*time.Millisecond)
+	if res.Mode == "seeds" {
+		fmt.Fprintf(out, "replay a row: %s (its kills from outside aside; -o json gives each row's faults)\n", res.ReplayRow)
+	} else {
+		fmt.Fprintf(out, "replay a row: %s\n", res.ReplayRow)
+	}
 	for _, t := range res.Trials {
 		if t.Held || t.Why == "stopped" {
 			continue

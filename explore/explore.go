@@ -227,18 +227,19 @@ func (o *Options) run(ctx context.Context, w *where, extra []string, kills []tim
 	return nil, processes, deaths, landed, fmt.Errorf("gave up after %d restarts", maxRestarts)
 }
 
-// Calibrate times one fault-free run of the experiment as the trials run
-// it, from its process's start: external kills are drawn within it, so
-// that they land while the experiment runs.
-func (o *Options) Calibrate(ctx context.Context) (time.Duration, error) {
+// Calibrate times one run of the experiment with seed, its random faults
+// and no kill, as the trials run it, from its first process's start:
+// external kills are drawn within it, so that they land while the
+// experiment runs rather than all in its start-up.
+func (o *Options) Calibrate(ctx context.Context, seed int64) (time.Duration, error) {
 	w, err := o.newWhere(ctx, "calibrate")
 	if err != nil {
 		return 0, err
 	}
 	defer o.remove(w)
 	start := time.Now()
-	if _, _, _, _, err := o.run(ctx, w, []string{"--seed", "1", "--faults", "none"}, nil); err != nil {
-		return 0, fmt.Errorf("the fault-free run: %w", err)
+	if _, _, _, _, err := o.run(ctx, w, []string{"--seed", strconv.FormatInt(seed, 10)}, nil); err != nil {
+		return 0, fmt.Errorf("the run that times a trial: %w", err)
 	}
 	return time.Since(start), nil
 }
@@ -365,12 +366,17 @@ func (o *Options) check(ctx context.Context, w *where, t *Trial) {
 
 // replay is the command that replays a trial with the faults that fired.
 func (o *Options) replay(faults string) string {
-	args := append([]string{"durlab", "run", o.Experiment.Name}, o.Flags...)
-	args = append(args, "--until-success", "--restart-delay", "0")
 	if faults == "" {
 		faults = "none"
 	}
-	args = append(args, "--faults", faults)
+	return o.command("--faults", faults)
+}
+
+// command is `durlab run` of the experiment with its flags, until success,
+// and extra, quoted for a shell.
+func (o *Options) command(extra ...string) string {
+	args := append([]string{"durlab", "run", o.Experiment.Name}, o.Flags...)
+	args = append(append(args, "--until-success", "--restart-delay", "0"), extra...)
 	for i, a := range args {
 		args[i] = shellQuote(a)
 	}

@@ -29,6 +29,9 @@ type Result struct {
 	// CountedAway: the experiment's window-function count was checked
 	// exact at every trial, so those duplicates were counted away.
 	CountedAway bool `json:"counted_away"`
+	// ReplayRow is the command that replays a row, with its site or seed
+	// for SITE or SEED.
+	ReplayRow string `json:"replay_row"`
 	// Stats are the seeds' distributions, in seed mode.
 	Stats  []Stat `json:"stats,omitempty"`
 	WallMs int64  `json:"wall_ms"`
@@ -84,7 +87,8 @@ func (o *Options) CrashPoints(ctx context.Context, sites []string, r Range) Resu
 	}
 	r.To = min(r.To, len(sites))
 	n := max(r.To-r.From+1, 0)
-	res := Result{Experiment: o.Experiment.Name, Mode: "crash-points", Points: len(sites), Guarantee: o.Experiment.Guarantee.String()}
+	res := Result{Experiment: o.Experiment.Name, Mode: "crash-points", Points: len(sites), Guarantee: o.Experiment.Guarantee.String(),
+		ReplayRow: o.command("--faults", "crash@SITE")}
 	res.Trials = o.pool(ctx, n, func(i int) Trial {
 		k := r.From + i
 		t := Trial{K: k, Site: sites[k-1], Seed: o.Params.Seed}
@@ -108,7 +112,8 @@ func (o *Options) CrashPoints(ctx context.Context, sites []string, r Range) Resu
 // start, the moments drawn from the seed.
 func (o *Options) Seeds(ctx context.Context, r Range, kills int, killWithin time.Duration) Result {
 	start := time.Now()
-	res := Result{Experiment: o.Experiment.Name, Mode: "seeds", Guarantee: o.Experiment.Guarantee.String()}
+	res := Result{Experiment: o.Experiment.Name, Mode: "seeds", Guarantee: o.Experiment.Guarantee.String(),
+		ReplayRow: o.command("--seed", "SEED")}
 	res.Trials = o.pool(ctx, r.To-r.From+1, func(i int) Trial {
 		seed := int64(r.From + i)
 		rng := rand.New(rand.NewPCG(uint64(seed), 0x6b696c6c))

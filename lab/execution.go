@@ -72,7 +72,13 @@ func Execute[I runInput, O any](ctx dbos.Context, in I, body func(x *Execution) 
 	// is recorded with its first write: one killed before it is told by
 	// DBOS's checkpoints (package ledger). A main workflow's, and any
 	// recovery's, is recorded before it runs.
-	if err := x.begin(mark.name, mark.parent, !fresh || mark.parent == ""); err != nil {
+	rt.deathMu.RLock()
+	if rt.dying {
+		select {} // the process is about to die by an injected crash
+	}
+	begin := x.beginEvent(mark.name, mark.parent)
+	rt.deathMu.RUnlock()
+	if err := x.begin(begin, !fresh || mark.parent == ""); err != nil {
 		return zero, err
 	}
 	if rt.schedule != nil {
@@ -119,6 +125,9 @@ func chance(seed int64, coords ...any) float64 {
 // execution, then kills this process with SIGKILL, like the OOM killer: no
 // deferred function, no DBOS shutdown.
 func (x *Execution) crash(kind, where, decided string) {
+	x.rt.deathMu.Lock()
+	x.rt.dying = true
+	x.rt.deathMu.Unlock()
 	x.mu.Lock()
 	a := x.current
 	x.mu.Unlock()

@@ -152,6 +152,11 @@ type Runtime struct {
 	runningMu sync.Mutex
 	running   map[*Execution]bool
 	stopping  atomic.Bool
+	// dying is set once an injected crash is decided, before its record
+	// is stamped; an execution beginning after that would be recorded as
+	// starting after its process died (see Execute). deathMu orders them.
+	dying   bool
+	deathMu sync.RWMutex
 	// analyzedAt is taken once per process, as in the Python ex1 to ex4.
 	analyzedAt time.Time
 

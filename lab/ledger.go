@@ -137,11 +137,16 @@ func (x *Execution) event(kind store.EventKind) store.Event {
 	return x.rt.rec.stamp(store.Event{Root: x.root, Workflow: x.id, Execution: x.execID, Kind: kind, StepID: -1})
 }
 
-// begin records the start of execution x: at once, or with the next write.
-func (x *Execution) begin(name, parent string, now bool) error {
+// beginEvent is the record of the start of execution x, stamped now.
+func (x *Execution) beginEvent(name, parent string) store.Event {
 	e := x.event(store.ExecutionBegan)
 	e.Number, e.ExecutorID, e.PID, e.Host, e.Name, e.Parent = x.number, x.rt.rec.executor, x.rt.rec.pid, x.rt.rec.host, name, parent
 	e.Detail = x.role
+	return e
+}
+
+// begin records the start of execution x: at once, or with the next write.
+func (x *Execution) begin(e store.Event, now bool) error {
 	if !now {
 		x.rt.rec.later(e)
 		return nil

@@ -79,6 +79,9 @@ type Execution struct {
 	PID        int
 	Host       string
 	Start, End time.Time // End is zero when no end was recorded
+	// LastSeen is the time of its last record: for one with no end (killed
+	// from outside), when it was last known to run.
+	LastSeen time.Time
 	// Role is the workflow's place in its run: "main", "batch-3".
 	Role    string
 	Outcome string
@@ -250,6 +253,9 @@ func Assemble(src Source) (*Run, error) {
 		x := execs[e.Execution]
 		if x == nil {
 			continue // an execution whose begin was lost: nothing to hang it on
+		}
+		if e.At.After(x.LastSeen) {
+			x.LastSeen = e.At
 		}
 		switch e.Kind {
 		case store.ExecutionEnded:
@@ -439,10 +445,13 @@ func (r *Run) reconcile(src Source) error {
 	}
 	for _, w := range r.Workflows {
 		suspect := len(w.Executions) == 0 && w.Status != ""
-		for _, x := range w.Executions {
+		for i, x := range w.Executions {
 			// A live worker's finished execution has its attempts' ends
-			// waiting in memory as well.
-			suspect = suspect || x.Outcome == OutcomeKilled || x.Derived && (x.Outcome == "ok" || x.Outcome == "error")
+			// waiting in memory as well. A gap in DBOS's numbering is an
+			// execution killed before its first record (a child's first
+			// execution is recorded with its first write).
+			suspect = suspect || x.Outcome == OutcomeKilled || x.Derived && (x.Outcome == "ok" || x.Outcome == "error") ||
+				x.Number > 0 && x.Number != i+1
 		}
 		if !suspect {
 			continue
@@ -457,16 +466,22 @@ func (r *Run) reconcile(src Source) error {
 				w.Steps[s.StepID] = s
 			}
 		}
-		ran := map[int]bool{}
+		// A step is accounted for by an attempt that ended as DBOS
+		// recorded it; failed attempts alone leave out the one whose
+		// success DBOS checkpointed, its record lost with its process.
+		ended, tries := map[int]bool{}, map[int]int{}
 		for _, x := range w.Executions {
 			for _, a := range x.Attempts {
-				ran[a.StepID] = true
+				tries[a.StepID]++
+				if s, ok := w.Steps[a.StepID]; ok && (a.Outcome == "ok") == (s.Error == nil) {
+					ended[a.StepID] = true
+				}
 			}
 		}
 		ids := slices.Sorted(maps.Keys(w.Steps))
 		for _, id := range ids {
 			s := w.Steps[id]
-			if s.ChildWorkflowID != "" || ran[id] {
+			if s.ChildWorkflowID != "" || ended[id] {
 				continue
 			}
 			x := w.executionAt(s.CompletedAt)
@@ -474,7 +489,7 @@ func (r *Run) reconcile(src Source) error {
 				x = &Execution{ID: "unrecorded:" + w.ID, Workflow: w, Start: s.StartedAt, Outcome: OutcomeKilled, Derived: true}
 				w.Executions = append([]*Execution{x}, w.Executions...)
 			}
-			a := &Attempt{Execution: x, StepID: id, Step: s.StepName, N: 1, Start: s.StartedAt, End: s.CompletedAt, Outcome: "ok", Derived: true}
+			a := &Attempt{Execution: x, StepID: id, Step: s.StepName, N: tries[id] + 1, Start: s.StartedAt, End: s.CompletedAt, Outcome: "ok", Derived: true}
 			if s.Error != nil {
 				a.Outcome, a.Error = "error", s.Error.Error()
 			}
@@ -590,10 +605,13 @@ func (r *Run) Summary() Summary {
 	for _, w := range r.Workflows {
 		for _, x := range w.Executions {
 			p := process{x.Host, x.PID}
-			switch x.Outcome {
-			case "crashed":
+			switch {
+			case x.PID == 0:
+				// Unrecorded (reconcile): its process is unknown, and
+				// counted by the executions it did record.
+			case x.Outcome == "crashed":
 				crashed[p] = true
-			case OutcomeKilled:
+			case x.Outcome == OutcomeKilled:
 				crashed[p], killed[p] = true, true
 			}
 			for _, a := range x.Attempts {

@@ -150,3 +150,34 @@ func TestRunningKilledAndCrashedWithItsProcess(t *testing.T) {
 		t.Errorf("%d processes died, %d killed; want 1 and 0", s.Crashes, s.Killed)
 	}
 }
+
+// A step whose recorded attempts all failed, but which DBOS checkpointed as
+// a success, had one more attempt, whose record died with its process; and
+// an execution DBOS numbered 2 with no record of 1 means 1 was killed before
+// its first record: the steps DBOS checkpointed then are its attempts. Such
+// an unrecorded execution's process is unknown and counted by no one.
+func TestLostSuccessesAndExecutionsComeFromDBOS(t *testing.T) {
+	b := &events{t0: time.Now()}
+	b.begin("root", "x2", 2, 2) // execution 1 left no record
+	b.attempt("root", "x2", "a1", 1, 1, "injected")
+	b.end("root", "x2", "ok", "")
+	early := b.t0.Add(-time.Millisecond) // before execution 2 began
+	steps := []dbos.StepInfo{
+		{StepID: 0, StepName: "generate_page_1", StartedAt: early.Add(-time.Millisecond), CompletedAt: early},
+		{StepID: 1, StepName: "generate_page_2", StartedAt: b.t0.Add(2 * time.Millisecond), CompletedAt: b.t0.Add(3500 * time.Microsecond)},
+	}
+	r, s := assemble(t, b, dbos.WorkflowStatusSuccess, steps, false)
+	if len(r.Root.Executions) != 2 {
+		t.Fatalf("%d executions, want the unrecorded one added before execution 2", len(r.Root.Executions))
+	}
+	x1, x2 := r.Root.Executions[0], r.Root.Executions[1]
+	if len(x1.Attempts) != 1 || x1.Attempts[0].Step != "generate_page_1" || x1.Attempts[0].Outcome != "ok" || x1.Outcome != OutcomeKilled {
+		t.Errorf("the unrecorded execution: %s with %d attempts; want killed, with generate_page_1 ok", x1.Outcome, len(x1.Attempts))
+	}
+	if len(x2.Attempts) != 2 || x2.Attempts[1].N != 2 || x2.Attempts[1].Outcome != "ok" || !x2.Attempts[1].Derived {
+		t.Errorf("execution 2's attempts at generate_page_2: %d; want the injected one and a derived 2nd that succeeded", len(x2.Attempts))
+	}
+	if s.Crashes != 0 || s.Killed != 0 || s.StepAttempts != 3 {
+		t.Errorf("%d processes died (%d killed), %d step attempts; want 0, 0, 3", s.Crashes, s.Killed, s.StepAttempts)
+	}
+}

@@ -62,6 +62,9 @@ type Execution struct {
 	PID        int       `json:"pid"`
 	Start      time.Time `json:"started_at"`
 	End        time.Time `json:"ended_at,omitzero"`
+	// LastSeen is the time of its last record; for an execution killed
+	// with no end recorded, its duration runs to it.
+	LastSeen time.Time `json:"last_seen_at,omitzero"`
 	// Outcome: ok, error, cancelled, stopped (a signal), crashed (an
 	// injected crash, at Site), killed (from outside), running.
 	Outcome string `json:"outcome"`
@@ -139,10 +142,15 @@ func (t *Trace) Find(id string) *Workflow {
 	return find(t.Root)
 }
 
-// Duration is how long an execution ran, up to until when it has no end.
+// Duration is how long an execution ran: up to until while it runs, and,
+// when it died with no end recorded, up to its last record.
 func (x *Execution) Duration(until time.Time) time.Duration {
 	end := x.End
-	if end.IsZero() {
+	switch {
+	case !end.IsZero():
+	case x.Outcome != "running" && !x.LastSeen.IsZero():
+		end = x.LastSeen
+	default:
 		end = until
 	}
 	return max(end.Sub(x.Start), 0)
@@ -220,7 +228,7 @@ func batchOf(w *ledger.Workflow) int {
 
 func buildExecution(x *ledger.Execution) *Execution {
 	tx := &Execution{ID: x.ID, Number: x.Number, ExecutorID: x.ExecutorID, Host: x.Host, PID: x.PID,
-		Start: x.Start, End: x.End, Outcome: x.Outcome, Site: x.Site, Error: x.Error, Derived: x.Derived, Steps: []*Step{}}
+		Start: x.Start, End: x.End, LastSeen: x.LastSeen, Outcome: x.Outcome, Site: x.Site, Error: x.Error, Derived: x.Derived, Steps: []*Step{}}
 	for _, r := range x.Replayed {
 		tx.Replayed = append(tx.Replayed, Replay{StepID: r.StepID, Name: r.Step})
 	}
