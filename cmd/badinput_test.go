@@ -95,6 +95,11 @@ func TestBadInputMatrix(t *testing.T) {
 		{"workflow malformed id", nil, []string{"workflow", "steps", "a b"}, 2, `"a b" is not a workflow ID`},
 		{"workflow bad status", nil, []string{"workflow", "list", "--status", "DONE"}, 2, "DONE"},
 		{"fork without id", nil, []string{"workflow", "fork"}, 2, "ID"},
+		{"store key=value unreachable", nil, []string{"basic", "--store", "host=127.0.0.1 port=1 dbname=durlab user=durlab password=s3cr3tpw connect_timeout=2"}, 2, "store unavailable"},
+		{"store key=value misspelt", nil, []string{"basic", "--store", "host=127.0.0.1 passwd=s3cr3tpw"}, 2, `"passwd" is not a libpq connection keyword`},
+		{"store in memory", nil, []string{"basic", "--store", ":memory:"}, 2, "is a database in memory"},
+		{"store URL-like", nil, []string{"basic", "--store", "postgres:/db"}, 2, "unsupported database URL"},
+		{"system-db key=value unreachable", nil, []string{"basic", "--system-db", "host=127.0.0.1 port=1 dbname=durlab password=s3cr3tpw connect_timeout=2"}, 2, "system database unavailable"},
 		{"faults not a spec", nil, []string{"dedup", "--faults", "explode@insert_batch_1"}, 2, "bad fault schedule"},
 		{"faults bad moment", nil, []string{"dedup", "--faults", "crash@insert_batch_1:sometime"}, 2, "bad fault schedule"},
 		{"faults bad attempt", nil, []string{"dedup", "--faults", "fail@insert_batch_1#0"}, 2, "bad fault schedule"},
@@ -140,6 +145,14 @@ func TestBadInputMatrix(t *testing.T) {
 				}
 			}
 		})
+	}
+	// No case may leave a file behind named after what it was given.
+	if entries, _ := os.ReadDir(dir); true {
+		for _, e := range entries {
+			if strings.ContainsAny(e.Name(), "=:") || strings.Contains(e.Name(), "memory") {
+				t.Errorf("a file was created from a connection string: %q", e.Name())
+			}
+		}
 	}
 	if after := snapshot(t, dir); after != before {
 		t.Fatalf("stored data changed:\nbefore %s\nafter  %s", before, after)

@@ -95,6 +95,9 @@ func (g *globalOptions) resolveFor(create bool) (resolved, error) {
 	if err := checkDatabaseURL("--store", r.store, true); err != nil {
 		return r, err
 	}
+	// key=value connection strings go on as URLs (checked above).
+	r.systemDB, _ = dburl.Normalize(r.systemDB)
+	r.store, _ = dburl.Normalize(r.store)
 	if create && (r.systemDB == "" || r.store == "") {
 		if err := ensureDataDir(dataDir); err != nil {
 			return r, err

@@ -66,11 +66,36 @@ func IsPostgres(raw string) bool {
 	return strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://")
 }
 
+// Normalize gives a libpq key=value connection string ("host=db
+// dbname=users password=...") as the postgres:// URL of the same
+// connection, and anything else as it is: every part of durlab, and DBOS,
+// reads one form.
+func Normalize(raw string) (string, error) {
+	if !isKeyValue(raw) {
+		return raw, nil
+	}
+	return fromKeyValue(raw)
+}
+
+// schemeLike is a word and a colon at the start: a URL's scheme, which a
+// plain path never has here (it is not a Windows drive on this platform).
+var schemeLike = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*:`)
+
 // Parse reads a database URL. A plain path is accepted as a SQLite file
 // only when plainPath is set (the store takes one, the system database
-// takes DBOS's URLs only).
+// takes DBOS's URLs only). Nothing that looks like a URL or a connection
+// string is ever taken for a file name: a file created from it would hold
+// its password in its name.
 func Parse(raw string, plainPath bool) (URL, error) {
 	u := URL{Raw: raw}
+	if isKeyValue(raw) {
+		pg, err := fromKeyValue(raw)
+		if err != nil {
+			return u, err
+		}
+		u.Raw, u.Kind = pg, Postgres
+		return u, nil
+	}
 	switch {
 	case raw == "":
 		return u, malformedf("the database URL is empty")
@@ -82,7 +107,15 @@ func Parse(raw string, plainPath bool) (URL, error) {
 	case strings.Contains(raw, "://"):
 		return u, malformedf("unsupported database URL %s: use postgres://, postgresql:// or sqlite:", Redact(raw))
 	case !plainPath:
-		return u, malformedf("%q is not a database URL: use sqlite:PATH or postgres://...", raw)
+		return u, malformedf("%q is not a database URL: use sqlite:PATH or postgres://...", Redact(raw))
+	case strings.HasPrefix(raw, ":"), strings.HasPrefix(raw, "file:"):
+		// SQLite's own names (:memory:, file:x?mode=memory) read as DBOS
+		// reads them after sqlite:.
+		sq, err := parseSQLite(URL{Raw: "sqlite:" + raw})
+		sq.Raw = raw
+		return sq, err
+	case schemeLike.MatchString(raw):
+		return u, malformedf("unsupported database URL %s: use postgres://, postgresql:// or sqlite: (a file named so: ./%s)", Redact(raw), Redact(raw))
 	}
 	u.Path = raw
 	return u, nil
@@ -156,7 +189,7 @@ var urlPassword = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://[^:/@\s]+):([^@\s
 
 // keywordPassword finds password=... in key=value connection strings and
 // URL queries.
-var keywordPassword = regexp.MustCompile(`(?i)(password=)([^\s&]+)`)
+var keywordPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&]+)`)
 
 // Redact hides every password in msg: those of any URL or key=value
 // string in it, and every spelling of the passwords of the given URLs.

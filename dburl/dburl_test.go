@@ -103,3 +103,50 @@ func TestRedacted(t *testing.T) {
 		t.Errorf("Redacted() = %q, want %q", got, want)
 	}
 }
+
+// A libpq key=value connection string is the postgres:// URL of the same
+// connection; one with a keyword libpq does not know is refused, and so
+// is anything URL-like that is not a database URL: none becomes a file.
+func TestKeyValueAndURLLikeStrings(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"host=db.example port=6432 dbname=users user=lab password=s3cr3t sslmode=disable",
+			"postgres://lab:s3cr3t@db.example:6432/users?sslmode=disable"},
+		{"host=127.0.0.1 dbname=test user=postgres", "postgres://postgres@127.0.0.1/test"},
+		{"dbname=users host=/var/run/postgresql", "postgres:///users?host=%2Fvar%2Frun%2Fpostgresql"},
+		{"host = h1,h2 port=5432 dbname='my db' password='its' application_name='a b'",
+			"postgres://:its@h1:5432,h2:5432/my%20db?application_name=a+b"},
+		{`host=h password='a\'b c'`, "postgres://:a%27b%20c@h/"},
+	} {
+		got, err := Normalize(c.in)
+		if err != nil || got != c.want {
+			t.Errorf("Normalize(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+		u, err := Parse(c.in, true)
+		if err != nil || u.Kind != Postgres || u.Raw != c.want {
+			t.Errorf("Parse(%q) = %+v, %v; want Postgres %q", c.in, u, err, c.want)
+		}
+	}
+	for _, in := range []string{"host=h passwrd=s3cr3t", "host=h password='s3cr3t", "mysql:users", "postgres:/x",
+		"http:users.db", "dbname"} {
+		_, err := Parse(in, true)
+		if in == "dbname" {
+			if err != nil {
+				t.Errorf("Parse(%q): %v; a plain word is a file", in, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("Parse(%q): %v, want refused", in, err)
+		} else if strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("Parse(%q): the error shows the password: %v", in, err)
+		}
+	}
+	for _, in := range []string{":memory:", "file::memory:?cache=shared", "file:x.db?mode=memory"} {
+		if u, err := Parse(in, true); err != nil || u.Kind != SQLiteMemory {
+			t.Errorf("Parse(%q) = %v, %v; want a database in memory (which the store refuses)", in, u.Kind, err)
+		}
+	}
+	if got := Redact("password='a b c' host=x"); strings.Contains(got, "b c") {
+		t.Errorf("a quoted password leaks: %s", got)
+	}
+}
