@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/durlab/durlab/dburl"
+	"github.com/durlab/durlab/lab"
 )
 
 // globalOptions are the flags every command shares: where the data lives and
@@ -95,9 +96,22 @@ func (g *globalOptions) resolveFor(create bool) (resolved, error) {
 	if err := checkDatabaseURL("--store", r.store, true); err != nil {
 		return r, err
 	}
+	if id := cmp.Or(g.executorID, os.Getenv("DURLAB_EXECUTOR_ID")); id != "" {
+		if err := lab.CheckExecutorID(id); err != nil {
+			return r, usageError{err}
+		}
+	}
 	// key=value connection strings go on as URLs (checked above).
 	r.systemDB, _ = dburl.Normalize(r.systemDB)
 	r.store, _ = dburl.Normalize(r.store)
+	for _, db := range []struct{ name, url string }{
+		{"system database", cmp.Or(r.systemDB, "sqlite:"+filepath.Join(dataDir, "dbos.sqlite"))},
+		{"store", cmp.Or(r.store, filepath.Join(dataDir, "users.db"))},
+	} {
+		if err := checkSQLitePath(db.name, db.url); err != nil {
+			return r, err
+		}
+	}
 	if create && (r.systemDB == "" || r.store == "") {
 		if err := ensureDataDir(dataDir); err != nil {
 			return r, err
@@ -116,6 +130,26 @@ func (g *globalOptions) resolveFor(create bool) (resolved, error) {
 		r.store = filepath.Join(dataDir, "users.db")
 	}
 	return r, nil
+}
+
+// maxSQLitePath is the longest absolute path of a SQLite database durlab
+// can use: SQLite's unix VFS opens at most 511 bytes, and the database's
+// journal adds "-journal" to its name.
+const maxSQLitePath = 511 - len("-journal")
+
+// checkSQLitePath names the limit SQLite would otherwise report as
+// "unable to open database file".
+func checkSQLitePath(name, raw string) error {
+	u, err := dburl.Parse(raw, true)
+	if err != nil {
+		return nil // refused elsewhere, with the flag's name
+	}
+	path, err := u.File()
+	if err != nil || len(path) <= maxSQLitePath {
+		return nil
+	}
+	return usagef("the %s's path %s… is %d bytes long; SQLite opens files of at most %d: choose a shorter --data-dir (or file)",
+		name, path[:40], len(path), maxSQLitePath)
 }
 
 func (g *globalOptions) executor(defaultID string) string {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/durlab/durlab/dburl"
+	"github.com/durlab/durlab/internal/shell"
 	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/workflows"
 )
@@ -189,7 +190,7 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 	if closeErr != nil {
 		fmt.Fprintf(g.io.Err, "durlab worker: shutdown: %s\n", oneLine(dburl.Redact(closeErr.Error())))
 	}
-	stopped := fmt.Errorf("worker %s stopped; its unfinished workflows stay PENDING until a worker with --executor-id %s starts", id, id)
+	stopped := fmt.Errorf("worker %s stopped; its unfinished workflows stay PENDING until a worker with %s starts", id, shell.Join("--executor-id", id))
 	var se signalError
 	if errors.As(context.Cause(ctx), &se) {
 		return fmt.Errorf("%w: %w", se, stopped)

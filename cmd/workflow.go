@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/durlab/durlab/dburl"
+	"github.com/durlab/durlab/internal/shell"
 	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/workflows"
 )
@@ -349,8 +350,8 @@ func whereItRuns(st dbos.WorkflowStatus) string {
 	if exp, ok := experimentOf(st.Name); ok {
 		run = fmt.Sprintf("`durlab %s`", exp)
 	}
-	return fmt.Sprintf("nothing runs it yet: the next durlab process of version %s to start (%s, another experiment, or `durlab worker`) dequeues it; if that process ends first, the workflow stays PENDING on its executor ID and the same command run again recovers it; follow it with `durlab workflow get %s`",
-		lab.AppVersion, run, st.ID)
+	return fmt.Sprintf("nothing runs it yet: the next durlab process of version %s to start (%s, another experiment, or `durlab worker`) dequeues it; if that process ends first, the workflow stays PENDING on its executor ID and the same command run again recovers it; follow it with `%s`",
+		lab.AppVersion, run, shell.Join("durlab", "workflow", "get", st.ID))
 }
 
 // errNoSystemDB: the system database does not exist yet, so it holds no

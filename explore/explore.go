@@ -37,6 +37,7 @@ import (
 
 	"github.com/durlab/durlab/dburl"
 	"github.com/durlab/durlab/fake"
+	"github.com/durlab/durlab/internal/shell"
 	"github.com/durlab/durlab/internal/startfd"
 	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/store"
@@ -377,18 +378,7 @@ func (o *Options) replay(faults string) string {
 func (o *Options) command(extra ...string) string {
 	args := append([]string{"durlab", "run", o.Experiment.Name}, o.Flags...)
 	args = append(append(args, "--until-success", "--restart-delay", "0"), extra...)
-	for i, a := range args {
-		args[i] = shellQuote(a)
-	}
-	return strings.Join(args, " ")
-}
-
-// shellQuote quotes a word for a POSIX shell, when it needs it.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=.,:@#/") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return shell.Join(args...)
 }
 
 // pool runs n trials, Parallel at a time, in order of their index.

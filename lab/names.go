@@ -21,19 +21,30 @@ const maxNameLen = 100
 func checkName(kind, name string) error {
 	switch {
 	case name == "":
-		return fmt.Errorf("%w: the %s is empty", ErrBadName, kind)
+		return fmt.Errorf("the %s is empty", kind)
 	case !utf8.ValidString(name):
-		return fmt.Errorf("%w: the %s is not valid UTF-8", ErrBadName, kind)
+		return fmt.Errorf("the %s is not valid UTF-8", kind)
 	case utf8.RuneCountInString(name) > maxNameLen:
-		return fmt.Errorf("%w: the %s is %d characters long; at most %d", ErrBadName, kind, utf8.RuneCountInString(name), maxNameLen)
+		return fmt.Errorf("the %s is %d characters long; at most %d", kind, utf8.RuneCountInString(name), maxNameLen)
 	}
 	for _, r := range name {
 		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
-			return fmt.Errorf("%w: the %s %q has a space or an unprintable character", ErrBadName, kind, name)
+			return fmt.Errorf("the %s %q has a space or an unprintable character", kind, name)
 		}
 	}
 	return nil
 }
 
+func badName(err error) error {
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadName, err)
+	}
+	return nil
+}
+
 // CheckWorkflowID tells whether id can name a main workflow (--workflow-id).
-func CheckWorkflowID(id string) error { return checkName("workflow ID", id) }
+func CheckWorkflowID(id string) error { return badName(checkName("workflow ID", id)) }
+
+// CheckExecutorID tells whether id can name a DBOS executor: it is printed
+// in tables and hints, and names durlab's claim (a lock file on SQLite).
+func CheckExecutorID(id string) error { return badName(checkName("executor ID", id)) }

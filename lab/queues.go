@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
+
+	"github.com/durlab/durlab/internal/shell"
 )
 
 const (
@@ -55,6 +57,9 @@ func CheckQueueName(name string) error {
 		return fmt.Errorf("%w: the queue name is empty", ErrBadQueue)
 	case name == noQueue || strings.HasPrefix(name, "_dbos"):
 		return fmt.Errorf("%w: %q is reserved", ErrBadQueue, name)
+	}
+	if err := checkName("queue name", name); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadQueue, err)
 	}
 	return nil
 }
@@ -178,7 +183,7 @@ func (rt *Runtime) checkServed(name string) {
 	if served {
 		fmt.Fprintf(rt.notices, "durlab: a durlab worker serves queue %s now; this process leaves its batches to it\n", name)
 	} else {
-		fmt.Fprintf(rt.notices, "durlab: no durlab worker serves queue %s; this process runs its batches itself (start `durlab worker --queue %s` to hand them over)\n", name, name)
+		fmt.Fprintf(rt.notices, "durlab: no durlab worker serves queue %s; this process runs its batches itself (start `%s` to hand them over)\n", name, shell.Join("durlab", "worker", "--queue", name))
 	}
 	listen := []string{noQueue}
 	if rt.serve != "" {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 
+	"github.com/durlab/durlab/internal/shell"
 	"github.com/durlab/durlab/ledger"
 	"github.com/durlab/durlab/store"
 )
@@ -79,7 +80,7 @@ func (r *Report) DeadLetterLesson() string {
 	if r.Status != string(dbos.WorkflowStatusMaxRecoveryAttemptsExceeded) {
 		return ""
 	}
-	return fmt.Sprintf("the workflow crashed in every execution; after %s DBOS dead-lettered it and will not run it again by itself (`durlab workflow resume %s` forces it)", Count(r.Recoveries, "recovery", "recoveries"), r.WorkflowID)
+	return fmt.Sprintf("the workflow crashed in every execution; after %s DBOS dead-lettered it and will not run it again by itself (`%s` forces it)", Count(r.Recoveries, "recovery", "recoveries"), shell.Join("durlab", "workflow", "resume", r.WorkflowID))
 }
 
 // PagesExpected is the Expected text of the one-workflow experiments.
