@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"strconv"
@@ -14,6 +15,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+
+	"github.com/durlab/durlab/lab"
+	"github.com/durlab/durlab/store"
 )
 
 // TestLedgerThroughExternalKills kills dedup from outside at random moments,
@@ -185,6 +191,38 @@ func checkLedgerThroughKills(t *testing.T, s uint64) {
 	}
 	if checkpointed == 0 {
 		t.Fatal("DBOS checkpointed no step: the query looked at nothing")
+	}
+	checkSummarizeAgrees(t, ctx, dir, r.WorkflowID)
+}
+
+// checkSummarizeAgrees: the report's counts, read one workflow at a time
+// (lab.Summarize), are those of the whole run assembled at once.
+func checkSummarizeAgrees(t *testing.T, ctx context.Context, dir, root string) {
+	t.Helper()
+	st, err := store.OpenForReading(ctx, filepath.Join(dir, "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	client, err := dbos.NewClient(ctx, dbos.ClientConfig{DatabaseURL: "sqlite:" + filepath.Join(dir, "dbos.sqlite"), AppName: lab.AppName,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Shutdown(client, 5*time.Second)
+	whole, err := lab.ReadRun(ctx, client, st, root, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, faults, err := lab.Summarize(ctx, client, st, root, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := whole.Summary(); sum != want {
+		t.Errorf("one workflow at a time: %+v\nthe whole run:      %+v", sum, want)
+	}
+	if want := whole.Schedule(); faults != want {
+		t.Errorf("schedule one workflow at a time %q, of the whole run %q", faults, want)
 	}
 }
 

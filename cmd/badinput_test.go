@@ -106,6 +106,8 @@ func TestBadInputMatrix(t *testing.T) {
 		{"queue name with a space", nil, []string{"dedup", "--queue", "my q"}, 2, `the queue name "my q" has a space`},
 		{"worker queue name with a control character", nil, []string{"worker", "--queue", "q\x07"}, 2, "unprintable"},
 		{"data folder past SQLite's path limit", nil, []string{"basic", "--data-dir", strings.Repeat("d/", 260)}, 2, "SQLite opens files of at most 503"},
+		{"page past the memory bound", nil, []string{"basic", "--page-size", "10000000"}, 2, "at most 100000 users per page"},
+		{"batch past the memory bound", nil, []string{"exactly-once", "--pages", "1000", "--page-size", "1000"}, 2, "at most 100000 users per batch"},
 		{"faults not a spec", nil, []string{"dedup", "--faults", "explode@insert_batch_1"}, 2, "bad fault schedule"},
 		{"faults bad moment", nil, []string{"dedup", "--faults", "crash@insert_batch_1:sometime"}, 2, "bad fault schedule"},
 		{"faults bad attempt", nil, []string{"dedup", "--faults", "fail@insert_batch_1#0"}, 2, "bad fault schedule"},

@@ -28,6 +28,7 @@ type cleanOptions struct {
 	global       *globalOptions
 	rawOlderThan string
 	all          bool
+	unknown      bool
 	force        bool
 	dryRun       bool
 
@@ -37,7 +38,7 @@ type cleanOptions struct {
 func newCleanCmd(g *globalOptions, runF func(*cleanOptions) error) *cobra.Command {
 	opts := &cleanOptions{global: g}
 	c := &cobra.Command{
-		Use:   "clean [--older-than D] [--all [--force]] [--dry-run]",
+		Use:   "clean [--older-than D] [--unknown] [--all [--force]] [--dry-run]",
 		Short: "Delete finished runs: their workflows, rows and ledger records",
 		Long: `Delete the runs that have finished (SUCCESS or ERROR): each main workflow
 with its child workflows from the system database, and from the store their
@@ -48,6 +49,9 @@ database knows no workflow of. It prints what it removed; --dry-run prints
 what it would remove and removes nothing.
 
 --older-than D keeps the runs created less than D ago (90m, 24h, 7d).
+--unknown also deletes the rows and events of workflows the system database
+does not know: left when it was replaced or lost, or by a plain profile run
+that was killed.
 --all deletes everything: every workflow whatever its status, and every row
 and event of the store. It refuses while a workflow is PENDING, ENQUEUED or
 DELAYED, which a live process may be running, unless --force.
@@ -71,6 +75,7 @@ To start over with the defaults, 'durlab clean --all' or remove ./.durlab.`,
 	f := c.Flags()
 	f.StringVar(&opts.rawOlderThan, "older-than", "", "only runs created more than this long ago (90m, 24h, 7d)")
 	f.BoolVar(&opts.all, "all", false, "delete everything: every workflow, whatever its status, and every row and event")
+	f.BoolVar(&opts.unknown, "unknown", false, "also delete the rows and events of workflows the system database does not know")
 	f.BoolVar(&opts.force, "force", false, "with --all: delete even while workflows are pending")
 	f.BoolVar(&opts.dryRun, "dry-run", false, "print what would be removed, and remove nothing")
 	return c
@@ -204,12 +209,12 @@ func runClean(ctx context.Context, o *cleanOptions) error {
 	for id, rec := range held {
 		if !known[id] {
 			res.Unknown.add(1, 0, rec)
-			if o.all {
+			if o.all || o.unknown {
 				rootIDs = append(rootIDs, id)
 			}
 		}
 	}
-	if o.all {
+	if o.all || o.unknown {
 		res.Removed.Rows += res.Unknown.Rows
 		res.Removed.Events += res.Unknown.Events
 	}
@@ -334,10 +339,10 @@ func printClean(out io.Writer, o *cleanOptions, res cleanResult) error {
 	if u := res.Unknown; u.Workflows > 0 {
 		what := fmt.Sprintf("%s and %s of %s the system database does not know", lab.Count(u.Rows, "row", "rows"),
 			lab.Count(u.Events, "ledger event", "ledger events"), lab.Count(u.Workflows, "workflow", "workflows"))
-		if o.all {
+		if o.all || o.unknown {
 			fmt.Fprintf(out, "%s with them %s\n", verb, what)
 		} else {
-			fmt.Fprintf(out, "kept %s (--all removes them)\n", what)
+			fmt.Fprintf(out, "kept %s (--unknown removes them)\n", what)
 		}
 	}
 	if res.Kept > 0 {

@@ -153,6 +153,9 @@ func (o *experimentOptions) validate() error {
 			return usagef("%s must be at least 1, got %d", f.name, f.value)
 		}
 	}
+	if err := checkUsersInMemory(o.exp, p.Input); err != nil {
+		return err
+	}
 	if err := checkProbs(probFlag{"--fail-prob", p.FailProb}, probFlag{"--gen-fail-prob", p.GenFailProb},
 		probFlag{"--crash-prob", p.CrashProb}, probFlag{"--commit-crash-prob", p.CommitCrashProb}); err != nil {
 		return err
@@ -288,6 +291,21 @@ func (o *experimentOptions) overridden(s lab.Start) []string {
 		lines = append(lines, fmt.Sprintf("%s not used: resumed workflow %s runs with %s, its own input (--new starts a new workflow with this command's flags)", ours, id, used))
 	}
 	return lines
+}
+
+// checkUsersInMemory refuses what would not fit in memory: a page is
+// generated, checkpointed by DBOS as its step's output and written in
+// memory, and a batch experiment's insert step holds its batch's pages.
+func checkUsersInMemory(e *lab.Experiment, in lab.Input) error {
+	if in.PageSize > lab.MaxUsersInMemory {
+		return usagef("--page-size %d: at most %d users per page (a page is generated, checkpointed and written in memory, about %s per user at peak)",
+			in.PageSize, lab.MaxUsersInMemory, lab.MemoryPerUser)
+	}
+	if e.Has(lab.KnobBatches) && int64(in.Pages)*int64(in.PageSize) > lab.MaxUsersInMemory {
+		return usagef("--pages %d x --page-size %d: at most %d users per batch (a batch's insert holds its pages in memory, about %s per user at peak); use more --batches",
+			in.Pages, in.PageSize, lab.MaxUsersInMemory, lab.MemoryPerUser)
+	}
+	return nil
 }
 
 // probFlag is a probability flag and its value.

@@ -44,17 +44,21 @@ func RunBatches(x *Execution, in Input, child *Workflow[BatchInput, int64], cras
 		}
 		opts = append(opts, dbos.WithQueue(q))
 	}
-	handles := make([]dbos.WorkflowHandle[int64], 0, in.Batches)
+	// Only queued batches are awaited after all are enqueued: one at a time,
+	// a batch's handle is dropped once it returned, so that memory does not
+	// grow with --batches.
+	var handles []dbos.WorkflowHandle[int64]
 	for b := 1; b <= in.Batches; b++ {
 		h, err := child.Run(x, BatchInput{Input: in, Root: x.id, Batch: b}, opts...)
 		if err != nil {
 			return err
 		}
-		handles = append(handles, h)
-		if in.Queue == "" {
-			if err := x.awaitBatch(in, crashPoints, b, h); err != nil {
-				return err
-			}
+		if in.Queue != "" {
+			handles = append(handles, h)
+			continue
+		}
+		if err := x.awaitBatch(in, crashPoints, b, h); err != nil {
+			return err
 		}
 	}
 	if in.Queue != "" {

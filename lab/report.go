@@ -100,7 +100,11 @@ func BatchesExpected(in Input) string {
 func (rt *Runtime) Run(ctx context.Context, e *Experiment, p Params) (Report, error) {
 	t := rt.store.Table(e.Table)
 	name := e.WorkflowName(e.Main.local())
-	h, attached, err := startOrAttach(ctx, rt, name, e.Main, p, func() error { return PrepareStore(ctx, rt.dbos, t) })
+	h, attached, err := startOrAttach(ctx, rt, name, e.Main, p, func() error {
+		unknown, err := PrepareStore(ctx, rt.dbos, t)
+		rt.noticeUnknown(ctx, t, unknown)
+		return err
+	})
 	if err != nil {
 		return Report{}, err
 	}
@@ -319,12 +323,12 @@ func (rt *Runtime) finish(ctx context.Context, e *Experiment, h dbos.WorkflowHan
 			return rep, err
 		}
 	}
-	run, err := rt.ReadRun(ctx, rep.WorkflowID)
+	sum, faults, err := rt.Summarize(ctx, rep.WorkflowID, rep.Status != string(dbos.WorkflowStatusSuccess))
 	if err != nil {
 		return rep, err
 	}
-	rep.setSummary(run.Summary())
-	rep.Faults = run.Schedule()
+	rep.setSummary(sum)
+	rep.Faults = faults
 	return rep, nil
 }
 
@@ -353,6 +357,68 @@ func (rt *Runtime) ReadRun(ctx context.Context, root string) (*ledger.Run, error
 	l := NewLiveness(ctx, rt.systemDB)
 	defer l.Close()
 	return ReadRun(ctx, rt.dbos, rt.store, root, false, l.Alive)
+}
+
+// Summarize counts what happened to the run whose main workflow is root,
+// as ReadRun's Summary and Schedule would, once this process's waiting
+// events are written, one workflow at a time (ledger.Summarize): a
+// report's memory does not grow with the run.
+//
+// With unfinished, DBOS's list of the child workflows is read too, for a
+// child the ledger has no record of: one killed before its first write
+// and never run again. A run that succeeded has none: each of its
+// children finished, and wrote.
+func (rt *Runtime) Summarize(ctx context.Context, root string, unfinished bool) (ledger.Summary, string, error) {
+	if err := rt.rec.now(ctx); err != nil {
+		return ledger.Summary{}, "", err
+	}
+	l := NewLiveness(ctx, rt.systemDB)
+	defer l.Close()
+	return Summarize(ctx, rt.dbos, rt.store, root, l.Alive, unfinished)
+}
+
+// summaryPage is how many child workflows' records Summarize reads at once.
+const summaryPage = 500
+
+// Summarize is Runtime.Summarize for any reader of the databases: the
+// store st and the system database c.
+func Summarize(ctx context.Context, c dbos.Client, st store.Store, root string, alive func(executorID string, pid int, host string) bool, unfinished bool) (ledger.Summary, string, error) {
+	crashes, err := st.Crashes(ctx, root)
+	if err != nil {
+		return ledger.Summary{}, "", err
+	}
+	src := ledger.StreamSource{
+		Root: root,
+		RootEvents: func(lean bool) ([]store.Event, int, error) {
+			return st.WorkflowEvents(ctx, root, root, lean)
+		},
+		EachWorkflow: func(fn func([]store.Event) error) error { return st.EachWorkflow(ctx, root, root, fn) },
+		Crashes:      crashes,
+		Statuses: func(ids ...string) ([]dbos.WorkflowStatus, error) {
+			return dbos.ListWorkflows(c, dbos.WithFilterWorkflowIDs(ids...),
+				dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+		},
+		Children: func(fn func([]dbos.WorkflowStatus) error) error {
+			for offset := 0; ; offset += summaryPage {
+				page, err := dbos.ListWorkflows(c, dbos.WithFilterParentWorkflowID(root), dbos.WithFilterLimit(summaryPage),
+					dbos.WithFilterOffset(offset), dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+				if err != nil {
+					return err
+				}
+				if err := fn(page); err != nil || len(page) < summaryPage {
+					return err
+				}
+			}
+		},
+		Steps: func(id string) ([]dbos.StepInfo, error) {
+			return dbos.GetWorkflowSteps(c, id, dbos.WithStepsLoadOutput(false))
+		},
+		Alive: alive,
+	}
+	if !unfinished {
+		src.Children = nil
+	}
+	return ledger.Summarize(src)
 }
 
 // ReadRun reads what happened to the run whose main workflow is root, from
@@ -449,19 +515,61 @@ func inputOf(st dbos.WorkflowStatus) (Input, bool) {
 // of workflows c does not know (another system database, a plain run) are
 // not durlab's to judge. Nothing is dropped, so a run that starts beside
 // another cannot destroy the other's rows.
-func PrepareStore(ctx context.Context, c dbos.Client, t store.Table) error {
+//
+// It returns those unknown workflows, but for plain runs' (PlainRunPrefix).
+func PrepareStore(ctx context.Context, c dbos.Client, t store.Table) (unknown []string, err error) {
 	ids, err := t.WorkflowIDs(ctx)
 	if err != nil || len(ids) == 0 {
-		return err
+		return nil, err
 	}
 	wfs, err := dbos.ListWorkflows(c, dbos.WithFilterWorkflowIDs(ids...),
-		dbos.WithFilterStatus(dbos.WorkflowStatusSuccess, dbos.WorkflowStatusError),
 		dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = t.Delete(ctx, idsOf(wfs))
-	return err
+	known := map[string]bool{}
+	var done []string
+	for _, w := range wfs {
+		known[w.ID] = true
+		if w.Status == dbos.WorkflowStatusSuccess || w.Status == dbos.WorkflowStatusError {
+			done = append(done, w.ID)
+		}
+	}
+	for _, id := range ids {
+		if !known[id] && !strings.HasPrefix(id, PlainRunPrefix) {
+			unknown = append(unknown, id)
+		}
+	}
+	_, err = t.Delete(ctx, done)
+	return unknown, err
+}
+
+// noticeUnknown says, once per workflow, that table t holds rows of
+// workflows the system database does not know: it was replaced or lost
+// (an empty file, a WAL lost in a crash), and a run started from scratch.
+// Those rows are counted in no run and nothing deletes them but
+// `durlab clean --unknown`. The ledger keeps a notice event for each, so
+// that the next runs do not say it again.
+func (rt *Runtime) noticeUnknown(ctx context.Context, t store.Table, unknown []string) {
+	if len(unknown) == 0 {
+		return
+	}
+	noticed, err := rt.store.Noticed(ctx, unknown)
+	if err != nil {
+		return // the notice is a courtesy: never a reason to stop a run
+	}
+	fresh := slices.DeleteFunc(slices.Clone(unknown), func(id string) bool { return noticed[id] })
+	if len(fresh) == 0 {
+		return
+	}
+	shown := fresh[:min(len(fresh), 3)]
+	more := ""
+	if len(fresh) > len(shown) {
+		more = fmt.Sprintf(" and %d more", len(fresh)-len(shown))
+	}
+	fmt.Fprintf(rt.notices, "durlab: the store's %s table holds rows of %s the system database does not know (%s%s): it was replaced or lost since they ran, so no run counts them; `durlab clean --unknown` removes them\n",
+		t.Variant().Table(), Count(len(fresh), "workflow", "workflows"), strings.Join(shown, ", "), more)
+	rt.store.MarkNoticed(ctx, fresh)
 }
 
 // Checkpoints are what DBOS recorded to make one run durable, read back

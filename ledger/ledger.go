@@ -167,8 +167,10 @@ func (f *Fault) Spec() string {
 
 // Schedule is every fault the run injected, in the --faults syntax, in the
 // order they fired: pasted back as --faults it replays the run.
-func (r *Run) Schedule() string {
-	faults := slices.Clone(r.Faults)
+func (r *Run) Schedule() string { return schedule(r.Faults) }
+
+func schedule(faults []*Fault) string {
+	faults = slices.Clone(faults)
 	slices.SortStableFunc(faults, func(a, b *Fault) int { return a.At.Compare(b.At) })
 	var specs []string
 	for _, f := range faults {
@@ -202,6 +204,10 @@ type Source struct {
 	// Alive tells whether the process of an execution with no end and no
 	// successor still runs; nil: none does.
 	Alive func(executorID string, pid int, host string) bool
+	// Crashes, when Events hold only part of the run (Summarize), are the
+	// run's injected crashes: the executions of a crashed process crashed
+	// with it, whichever workflow recorded the crash.
+	Crashes []store.Crash
 }
 
 // finished are the statuses of a workflow that will not run again by itself.
@@ -359,6 +365,9 @@ func (r *Run) derive(src Source) error {
 		pid  int
 	}
 	crashedAt := map[process]*Execution{}
+	for _, c := range src.Crashes {
+		crashedAt[process{c.Host, c.PID}] = &Execution{Outcome: "crashed", Site: c.Site, End: c.At}
+	}
 	for _, w := range r.Workflows {
 		for _, x := range w.Executions {
 			if x.Outcome == "crashed" {
@@ -595,13 +604,56 @@ func (s Summary) Duplicates() int64 {
 }
 
 // Summary counts the run.
-func (r *Run) Summary() Summary {
-	var s Summary
-	type process struct {
-		host string
-		pid  int
+func (r *Run) Summary() Summary { return r.tally().summary() }
+
+// process is a process of the run, as its executions name it.
+type process struct {
+	host string
+	pid  int
+}
+
+// tally is a Summary with the processes behind its process counts, so that
+// the tallies of the parts of a run add up (Summarize).
+type tally struct {
+	Summary
+	crashed, killed, commit map[process]bool
+	faults                  []*Fault
+}
+
+func (t *tally) add(u tally) {
+	s, o := &t.Summary, u.Summary
+	s.StepAttempts += o.StepAttempts
+	s.InjectedFailures += o.InjectedFailures
+	s.InjectedCrashes += o.InjectedCrashes
+	s.UniqueViolations += o.UniqueViolations
+	s.Written += o.Written
+	s.DuplicatesFromRetries += o.DuplicatesFromRetries
+	s.DuplicatesFromRecoveries += o.DuplicatesFromRecoveries
+	s.DuplicatesFromCommitCrashes += o.DuplicatesFromCommitCrashes
+	s.RetriedWrites += o.RetriedWrites
+	if o.Executions > 0 {
+		s.Executions, s.Recoveries = o.Executions, o.Recoveries
 	}
-	crashed, killed, commit := map[process]bool{}, map[process]bool{}, map[process]bool{}
+	for _, m := range []struct{ into, from map[process]bool }{{t.crashed, u.crashed}, {t.killed, u.killed}, {t.commit, u.commit}} {
+		maps.Copy(m.into, m.from)
+	}
+	t.faults = append(t.faults, u.faults...)
+}
+
+func (t tally) summary() Summary {
+	s := t.Summary
+	s.Crashes, s.Killed, s.CommitCrashes = int64(len(t.crashed)), int64(len(t.killed)), int64(len(t.commit))
+	return s
+}
+
+func newTally() tally {
+	return tally{crashed: map[process]bool{}, killed: map[process]bool{}, commit: map[process]bool{}}
+}
+
+func (r *Run) tally() tally {
+	t := newTally()
+	s := &t.Summary
+	crashed, killed, commit := t.crashed, t.killed, t.commit
 	for _, w := range r.Workflows {
 		for _, x := range w.Executions {
 			p := process{x.Host, x.PID}
@@ -637,7 +689,6 @@ func (r *Run) Summary() Summary {
 			}
 		}
 	}
-	s.Crashes, s.Killed, s.CommitCrashes = int64(len(crashed)), int64(len(killed)), int64(len(commit))
 	retried := map[*Attempt]bool{}
 	for _, w := range r.Writes {
 		s.Written += int64(w.Rows)
@@ -658,5 +709,6 @@ func (r *Run) Summary() Summary {
 	s.RetriedWrites = len(retried)
 	s.Executions = len(r.Root.Executions)
 	s.Recoveries = max(s.Executions-1, 0)
-	return s
+	t.faults = r.Faults
+	return t
 }

@@ -29,7 +29,11 @@ package store
 // survived, because the WAL is replayed in order.
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -122,20 +126,29 @@ func (e *Event) dest(kind *string, at, began *int64) []any {
 		&e.Number, &e.ExecutorID, &e.PID, &e.Host, &e.Name, &e.Parent}
 }
 
-func (d dialect) createEvents() []string {
+// eventsKey is the ledger's primary key. It clusters a run's events by
+// workflow, then execution: reading a run is a range scan, reading it one
+// workflow at a time (EachWorkflow) streams in key order, and appending an
+// event touches the leaf its execution's last event went to, so a page's
+// commit carries its events for little more than its rows.
+const eventsKey = "root_id, workflow_id, execution_id, seq"
+
+func (d dialect) createEventsTable(name string) string {
 	text := func(c string) string { return c + ` TEXT NOT NULL DEFAULT ''` }
 	num := func(c string) string { return c + ` ` + d.intType + ` NOT NULL DEFAULT 0` }
 	cols := []string{text("root_id"), text("workflow_id"), text("execution_id"), num("seq"), text("kind"), num("at_us"),
 		num("began_us"), text("attempt_id"), "step_id " + d.intType + ` NOT NULL DEFAULT -1`, text("step_name"),
 		num("attempt"), num("page"), num("rows_written"), text("outcome"), text("site"), text("detail"),
 		num("execution"), text("executor_id"), num("pid"), text("host"), text("name"), text("parent_id")}
-	// The key clusters a run's events, so that reading a run is a range
-	// scan and appending an event touches the leaf its execution's last
-	// event went to: a page's commit carries its events for little more
-	// than its rows.
+	return `CREATE TABLE IF NOT EXISTS ` + name + ` (` + strings.Join(cols, ", ") + `, PRIMARY KEY (` + eventsKey + `))` + d.clusteredTable
+}
+
+// ledgerViews are the views over the ledger's table.
+var ledgerViews = []string{"durlab_executions", "durlab_attempts", "durlab_faults"}
+
+func (d dialect) createEvents() []string {
 	return []string{
-		`CREATE TABLE IF NOT EXISTS durlab_events (` + strings.Join(cols, ", ") +
-			`, PRIMARY KEY (root_id, execution_id, seq))` + d.clusteredTable,
+		d.createEventsTable("durlab_events"),
 		d.createView("durlab_executions", `SELECT b.execution_id, b.workflow_id, b.root_id, b.parent_id, b.name,
 			b.execution, b.executor_id, b.pid, b.host, b.at_us AS started_us,
 			e.at_us AS ended_us, NULLIF(e.outcome, '') AS outcome, NULLIF(e.site, '') AS site, NULLIF(e.detail, '') AS error
@@ -158,6 +171,55 @@ func (d dialect) createEvents() []string {
 		d.createView("durlab_faults", `SELECT execution_id, workflow_id, root_id, NULLIF(attempt_id, '') AS attempt_id,
 			outcome AS kind, site, detail AS decided_by, at_us FROM durlab_events WHERE kind = 'fault'`),
 	}
+}
+
+// migrateEvents gives a ledger of an earlier durlab, keyed by (root_id,
+// execution_id, seq), today's key, in the schema transaction tx: on SQLite
+// by copying it into a table with the new key (a WITHOUT ROWID table's key
+// is its layout), on Postgres by replacing the key's index.
+func (s *sqlStore) migrateEvents(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, s.d.columnsSQL, "durlab_events")
+	if err != nil {
+		return err
+	}
+	exists, keyed := false, false
+	for rows.Next() {
+		var name string
+		var inKey bool
+		if err := rows.Scan(&name, &inKey); err != nil {
+			rows.Close()
+			return err
+		}
+		exists = true
+		keyed = keyed || name == "workflow_id" && inKey
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || !exists || keyed {
+		return err
+	}
+	var stmts []string
+	if s.d.name == "postgres" {
+		var pkey string
+		if err := tx.QueryRowContext(ctx, `SELECT conname FROM pg_constraint WHERE conrelid = to_regclass('durlab_events') AND contype = 'p'`).Scan(&pkey); err != nil {
+			return fmt.Errorf("the ledger's key: %w", err)
+		}
+		stmts = []string{`ALTER TABLE durlab_events DROP CONSTRAINT "` + pkey + `", ADD PRIMARY KEY (` + eventsKey + `)`}
+	} else {
+		for _, v := range ledgerViews {
+			stmts = append(stmts, "DROP VIEW IF EXISTS "+v)
+		}
+		cols := strings.Join(eventColumns, ", ")
+		stmts = append(stmts, s.d.createEventsTable("durlab_events_rekeyed"),
+			`INSERT INTO durlab_events_rekeyed (`+cols+`) SELECT `+cols+` FROM durlab_events`,
+			`DROP TABLE durlab_events`,
+			`ALTER TABLE durlab_events_rekeyed RENAME TO durlab_events`)
+	}
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("giving the ledger its new key: %w", err)
+		}
+	}
+	return nil
 }
 
 // prepareEvents prepares the one-event INSERT, where the dialect prepares.
@@ -281,6 +343,213 @@ func (s *sqlStore) AppendEvents(ctx context.Context, tx Tx, events []Event) erro
 	return s.Update(ctx, func(tx Tx) error { return s.AppendEvents(ctx, tx, events) })
 }
 
+// EachWorkflow calls fn with the events of each workflow of the run whose
+// main workflow is root, one workflow at a time, each workflow's earliest
+// first: it streams in the ledger's key order, so that memory holds one
+// workflow's events, not the run's. fn must not keep the slice.
+func (s *sqlStore) EachWorkflow(ctx context.Context, root, except string, fn func(events []Event) error) error {
+	if s.noLedger {
+		return nil
+	}
+	p := s.d.placeholder
+	rows, err := s.db.QueryContext(ctx, `SELECT `+strings.Join(eventColumns, ", ")+
+		` FROM durlab_events WHERE root_id = `+p(1)+` AND workflow_id <> `+p(2)+` AND kind <> 'notice' ORDER BY `+eventsKey, root, except)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var group []Event
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		slices.SortStableFunc(group, func(a, b Event) int {
+			return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Seq, b.Seq))
+		})
+		err := fn(group)
+		group = group[:0]
+		return err
+	}
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return err
+		}
+		if len(group) > 0 && group[0].Workflow != e.Workflow {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		// IDs and words repeat on most rows: one copy each.
+		if len(group) > 0 {
+			first, last := &group[0], &group[len(group)-1]
+			e.Root, e.Workflow = first.Root, first.Workflow
+			if e.Execution == last.Execution {
+				e.Execution = last.Execution
+			}
+		}
+		e.Outcome = intern(e.Outcome)
+		group = append(group, e)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return flush()
+}
+
+// noticeKind marks, in the ledger, a workflow the system database did not
+// know, once a run has said so (see lab): the next runs stay quiet.
+const noticeKind EventKind = "notice"
+
+// Noticed tells which of ids a run has already reported as unknown to
+// the system database.
+func (s *sqlStore) Noticed(ctx context.Context, ids []string) (map[string]bool, error) {
+	noticed := map[string]bool{}
+	if s.noLedger || len(ids) == 0 {
+		return noticed, nil
+	}
+	for start := 0; start < len(ids); start += insertChunk {
+		chunk := ids[start:min(start+insertChunk, len(ids))]
+		args := make([]any, len(chunk))
+		marks := make([]string, len(chunk))
+		for i, id := range chunk {
+			args[i], marks[i] = id, s.d.placeholder(i+1)
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT root_id FROM durlab_events WHERE root_id IN (`+strings.Join(marks, ", ")+`) AND kind = 'notice'`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			noticed[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return noticed, nil
+}
+
+// MarkNoticed records that ids were reported as unknown.
+func (s *sqlStore) MarkNoticed(ctx context.Context, ids []string) error {
+	events := make([]Event, len(ids))
+	for i, id := range ids {
+		events[i] = Event{Root: id, Workflow: id, Execution: "notice", Kind: noticeKind, At: time.Now(), StepID: -1}
+	}
+	return s.AppendEvents(ctx, nil, events)
+}
+
+// plainSuccess is an attempt recorded by one event, its end, because it
+// succeeded at once and wrote nothing (see AttemptEnded): a batch
+// experiment's main workflow records one per batch.
+const plainSuccess = `(kind = 'attempt-end' AND began_us > 0 AND outcome = 'ok' AND step_id >= 0)`
+
+// WorkflowEvents returns the events of one workflow of the run, earliest
+// first. With lean, the attempts that succeeded at once and did nothing
+// else are left out, and counted instead: a summary of a workflow with no
+// lost record needs no more of them.
+func (s *sqlStore) WorkflowEvents(ctx context.Context, root, workflow string, lean bool) ([]Event, int, error) {
+	if s.noLedger {
+		return nil, 0, nil
+	}
+	p := s.d.placeholder
+	where := ` FROM durlab_events WHERE root_id = ` + p(1) + ` AND workflow_id = ` + p(2)
+	var plain int
+	if lean {
+		if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*)`+where+` AND `+plainSuccess, root, workflow).Scan(&plain); err != nil {
+			return nil, 0, err
+		}
+		where += ` AND NOT ` + plainSuccess
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+strings.Join(eventColumns, ", ")+where+` ORDER BY at_us, seq`, root, workflow)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var events []Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		events = append(events, e)
+	}
+	return events, plain, rows.Err()
+}
+
+// Crash is an injected crash of a process, as the ledger recorded it.
+type Crash struct {
+	Host string
+	PID  int
+	At   time.Time
+	Site string
+}
+
+// Crashes lists the injected crashes of the run whose main workflow is
+// root: the one fact of a run that concerns all its workflows, since a
+// crash takes down every execution its process ran.
+func (s *sqlStore) Crashes(ctx context.Context, root string) ([]Crash, error) {
+	if s.noLedger {
+		return nil, nil
+	}
+	p := s.d.placeholder
+	rows, err := s.db.QueryContext(ctx, `SELECT b.host, b.pid, e.at_us, e.site FROM durlab_events e
+		JOIN durlab_events b ON b.root_id = e.root_id AND b.workflow_id = e.workflow_id AND b.execution_id = e.execution_id AND b.kind = 'exec-begin'
+		WHERE e.root_id = `+p(1)+` AND e.kind = 'exec-end' AND e.outcome = 'crashed'`, root)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var crashes []Crash
+	for rows.Next() {
+		var c Crash
+		var at int64
+		if err := rows.Scan(&c.Host, &c.PID, &at, &c.Site); err != nil {
+			return nil, err
+		}
+		c.At = time.UnixMicro(at).UTC()
+		crashes = append(crashes, c)
+	}
+	return crashes, rows.Err()
+}
+
+// intern gives the ledger's common words one copy.
+func intern(s string) string {
+	switch s {
+	case "":
+		return ""
+	case "ok":
+		return "ok"
+	case "injected":
+		return "injected"
+	}
+	return s
+}
+
+func scanEvent(rows *sql.Rows) (Event, error) {
+	var e Event
+	var kind string
+	var at, began int64
+	if err := rows.Scan(e.dest(&kind, &at, &began)...); err != nil {
+		return e, err
+	}
+	e.Kind, e.At = EventKind(kind), time.UnixMicro(at).UTC()
+	for _, k := range []EventKind{ExecutionBegan, ExecutionEnded, AttemptBegan, AttemptEnded, PageWritten, FaultInjected, StepReplayed} {
+		if e.Kind == k {
+			e.Kind = k // one copy of the word
+		}
+	}
+	if began != 0 {
+		e.Began = time.UnixMicro(began).UTC()
+	}
+	return e, nil
+}
+
 // Events returns the events of the run whose main workflow is root, in the
 // order they were appended by each process, earliest first.
 func (s *sqlStore) Events(ctx context.Context, root string) ([]Event, error) {
@@ -295,15 +564,9 @@ func (s *sqlStore) Events(ctx context.Context, root string) ([]Event, error) {
 	defer rows.Close()
 	var events []Event
 	for rows.Next() {
-		var e Event
-		var kind string
-		var at, began int64
-		if err := rows.Scan(e.dest(&kind, &at, &began)...); err != nil {
+		e, err := scanEvent(rows)
+		if err != nil {
 			return nil, err
-		}
-		e.Kind, e.At = EventKind(kind), time.UnixMicro(at).UTC()
-		if began != 0 {
-			e.Began = time.UnixMicro(began).UTC()
 		}
 		events = append(events, e)
 	}

@@ -2,11 +2,17 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/durlab/durlab/fake"
+	"github.com/durlab/durlab/internal/pgtest"
 )
 
 // The ledger keeps what was appended, in order; an event appended in a
@@ -105,4 +111,81 @@ func TestLedgerAppendsManyEvents(t *testing.T) {
 			t.Fatalf("%d events, %v; want %d", len(got), err, len(events))
 		}
 	})
+}
+
+// A ledger an earlier durlab wrote, keyed by (root_id, execution_id, seq),
+// gets today's key when the store opens, its events kept, its views
+// working, and it reads one workflow at a time.
+func TestOldLedgerGetsTheNewKey(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name, driver string
+		d            dialect
+		url          func(t *testing.T) string
+	}{
+		{"sqlite", "sqlite3", sqliteDialect, func(t *testing.T) string { return filepath.Join(t.TempDir(), "users.db") }},
+		{"postgres", "pgx", postgresDialect, func(t *testing.T) string { return pgtest.Database(t) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			url := c.url(t)
+			old, err := sql.Open(c.driver, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ddl := strings.Replace(c.d.createEventsTable("durlab_events"), "PRIMARY KEY ("+eventsKey+")", "PRIMARY KEY (root_id, execution_id, seq)", 1)
+			if _, err := old.Exec(ddl); err != nil {
+				t.Fatal(err)
+			}
+			at := time.Now().UTC().Truncate(time.Microsecond)
+			for i, wf := range []string{"root", "child", "root"} {
+				if _, err := old.Exec(`INSERT INTO durlab_events (root_id, workflow_id, execution_id, seq, kind, at_us) VALUES (`+
+					c.d.placeholder(1)+`, `+c.d.placeholder(2)+`, `+c.d.placeholder(3)+`, `+c.d.placeholder(4)+`, 'exec-begin', `+c.d.placeholder(5)+`)`,
+					"root", wf, wf+"-x", i, at.Add(time.Duration(i)*time.Millisecond).UnixMicro()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			old.Close()
+			s, err := Open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var groups [][]string
+			if err := s.EachWorkflow(ctx, "root", "", func(events []Event) error {
+				var g []string
+				for _, e := range events {
+					g = append(g, e.Workflow)
+				}
+				groups = append(groups, g)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(groups) != "[[child] [root root]]" {
+				t.Errorf("workflows read one at a time: %v, want [[child] [root root]]", groups)
+			}
+			db := s.(*sqlStore).db
+			var executions int
+			if err := db.QueryRow(`SELECT count(*) FROM durlab_executions`).Scan(&executions); err != nil || executions != 3 {
+				t.Errorf("durlab_executions: %d rows (%v), want 3", executions, err)
+			}
+			rows, err := db.Query(c.d.columnsSQL, "durlab_events")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var key []string
+			for rows.Next() {
+				var name string
+				var inKey bool
+				rows.Scan(&name, &inKey)
+				if inKey {
+					key = append(key, name)
+				}
+			}
+			if !slices.Contains(key, "workflow_id") || len(key) != 4 {
+				t.Errorf("the key is %v, want %s", key, eventsKey)
+			}
+		})
+	}
 }

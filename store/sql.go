@@ -101,6 +101,9 @@ func (s *sqlStore) prepare(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := s.migrateEvents(ctx, tx); err != nil {
+		return err
+	}
 	for _, ddl := range s.d.createAll() {
 		if _, err := tx.ExecContext(ctx, ddl); err != nil {
 			return err

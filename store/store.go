@@ -146,6 +146,18 @@ type Store interface {
 	// Events returns the events of the run whose main workflow is root,
 	// earliest first; none when the ledger holds none.
 	Events(ctx context.Context, root string) ([]Event, error)
+	// EachWorkflow calls fn with the events of each workflow of the run
+	// but except, one workflow at a time, earliest first: memory holds one
+	// workflow's. WorkflowEvents returns one workflow's, with lean the
+	// plain successes left out and counted.
+	EachWorkflow(ctx context.Context, root, except string, fn func(events []Event) error) error
+	WorkflowEvents(ctx context.Context, root, workflow string, lean bool) ([]Event, int, error)
+	// Noticed tells which of ids a run has reported as workflows the
+	// system database does not know; MarkNoticed records that it did.
+	Noticed(ctx context.Context, ids []string) (map[string]bool, error)
+	MarkNoticed(ctx context.Context, ids []string) error
+	// Crashes lists the run's injected crashes, with their processes.
+	Crashes(ctx context.Context, root string) ([]Crash, error)
 	// Holdings counts what the store holds for each run, by the ID of the
 	// run's main workflow: its rows in both users tables (every row of a
 	// run carries that ID) and its attempt-ledger events. It fails only

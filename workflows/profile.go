@@ -115,7 +115,7 @@ func RunPlain(ctx context.Context, p Plain) (lab.Report, time.Duration, error) {
 			return lab.Report{}, 0, err
 		}
 		if c != nil {
-			err = lab.PrepareStore(ctx, c, tb)
+			_, err = lab.PrepareStore(ctx, c, tb)
 			closeClient()
 			if err != nil {
 				return lab.Report{}, 0, err
