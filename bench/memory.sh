@@ -25,6 +25,6 @@ for n in "${counts[@]}"; do
 	rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$dir/time.txt")
 	wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$dir/time.txt")
 	[ -n "$first" ] || first=$rss
-	printf '| %s | %s | %.1f MB | %.2fx |\n' "$n" "$wall" "$(echo "$rss / 1024" | bc -l)" "$(echo "$rss / $first" | bc -l)"
+	awk -v n="$n" -v wall="$wall" -v rss="$rss" -v first="$first" 'BEGIN { printf "| %s | %s | %.1f MB | %.2fx |\n", n, wall, rss / 1024, rss / first }'
 	rm -rf "$dir"
 done
