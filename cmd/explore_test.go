@@ -466,3 +466,30 @@ func dropTrialDatabases(t *testing.T, urls ...string) {
 		}
 	}
 }
+
+// TestExploreReportsHungTrials: a trial still running after
+// --trial-timeout is reported as hung, fails the exploration, keeps its
+// folder, and leaves no process behind.
+func TestExploreReportsHungTrials(t *testing.T) {
+	tmp := t.TempDir()
+	code, stdout, stderr := durlab(t, tmp, []string{"TMPDIR=" + tmp}, "explore", "recover", "--crash-points=1..2",
+		"--trial-timeout", "20ms", "--wait", "0s", "-o", "json")
+	if code != 1 {
+		t.Fatalf("explore exited %d, want 1\n%s\n%s", code, stdout, stderr)
+	}
+	res := exploreJSON(t, stdout)
+	if len(res.Trials) != 2 || res.Failed != 2 {
+		t.Fatalf("%d trials, %d failed; want 2 hung", len(res.Trials), res.Failed)
+	}
+	for _, tr := range res.Trials {
+		if !tr.Hung || !strings.Contains(tr.Why, "still running after 20ms") || tr.Kept == "" {
+			t.Errorf("point %d: hung %v, why %q, kept %q", tr.K, tr.Hung, tr.Why, tr.Kept)
+		}
+		if _, err := os.Stat(tr.Kept); err != nil {
+			t.Errorf("point %d: its folder is gone: %v", tr.K, err)
+		}
+	}
+	if n := trialProcesses(tmp); n > 0 {
+		t.Errorf("%d trial processes outlived explore", n)
+	}
+}
