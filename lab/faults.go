@@ -2,7 +2,9 @@ package lab
 
 // Faults by schedule. Every boundary durlab's code reaches in a run is a
 // site with a name (see Site); a fault schedule (--faults SPEC) lists the
-// faults to inject at sites, and replaces the random knobs for that run:
+// faults to inject at sites, and replaces the random knobs for that run
+// (a knob of probability 1 stays: it decides nothing, and retry-bad's
+// failure after every write is its lesson):
 //
 //	fail@insert_batch_5#2            fail the 2nd attempt of step insert_batch_5
 //	crash@insert_batch_3:after-commit crash right after its write committed
