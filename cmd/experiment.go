@@ -387,6 +387,9 @@ func printReport(io IOStreams, asJSON bool, rep lab.Report, elapsed time.Duratio
 	fmt.Fprintf(w, "workflow\t%s %s (%s, %d recover%s)\n", rep.WorkflowID, rep.Status, how, rep.Recoveries, plural(rep.Recoveries, "y", "ies"))
 	fmt.Fprintf(w, "result\t%d: %s\n", rep.Result, verdict)
 	fmt.Fprintf(w, "expected\t%s\n", rep.Expected)
+	if note := rep.ForkNote(); note != "" {
+		fmt.Fprintf(w, "fork\t%s\n", note)
+	}
 	fmt.Fprintf(w, "rows\t%d rows, %d unique users, %s", rep.Rows, rep.UniqueUsers, lab.Count(rep.Duplicates, "duplicate", "duplicates"))
 	if rep.Duplicates > 0 {
 		fmt.Fprintf(w, ": %s", rep.DuplicateCauses())

@@ -11,6 +11,9 @@ import (
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/spf13/cobra"
+
+	"github.com/durlab/durlab/internal/shell"
+	"github.com/durlab/durlab/lab"
 )
 
 // workflowOpOptions are the arguments of cancel, resume and fork.
@@ -128,8 +131,8 @@ func runWorkflowCancel(ctx context.Context, o *workflowOpOptions) error {
 			return res, err
 		}
 		res.Status, res.Changed = string(after.Status), after.Status != before.Status
-		res.Note = fmt.Sprintf("workflow %s cancelled (was %s): a step in progress finishes, the workflow stops before its next step; `durlab workflow resume %s` restarts it",
-			o.id, before.Status, o.id)
+		res.Note = fmt.Sprintf("workflow %s cancelled (was %s): a step in progress finishes, the workflow stops before its next step; `%s` restarts it",
+			o.id, before.Status, shell.Join("durlab", "workflow", "resume", o.id))
 		return res, nil
 	})
 }
@@ -139,8 +142,8 @@ func runWorkflowResume(ctx context.Context, o *workflowOpOptions) error {
 		switch before.Status {
 		case dbos.WorkflowStatusSuccess, dbos.WorkflowStatusError:
 			// DBOS would leave it as it is and report success.
-			return opResult{}, usagef("workflow %s ended in %s and cannot be resumed: run it again from a step with `durlab workflow fork %s --step N`",
-				o.id, before.Status, o.id)
+			return opResult{}, usagef("workflow %s ended in %s and cannot be resumed: run it again from a step with `%s --step N`",
+				o.id, before.Status, shell.Join("durlab", "workflow", "fork", o.id))
 		case dbos.WorkflowStatusPending:
 			fmt.Fprintf(in.io.Err, "durlab: workflow %s was PENDING on executor %s; if that process is alive and still running it, it may now run twice\n",
 				o.id, dash(before.ExecutorID))
@@ -174,8 +177,8 @@ func runWorkflowFork(ctx context.Context, o *workflowOpOptions) error {
 			if next == 0 {
 				return opResult{}, usagef("--step %d: workflow %s has no recorded step; use --step 0", o.step, o.id)
 			}
-			return opResult{}, usagef("--step %d: workflow %s recorded steps 0 to %d; use --step 0 to %d (see durlab workflow steps %s)",
-				o.step, o.id, next-1, next, o.id)
+			return opResult{}, usagef("--step %d: workflow %s recorded steps 0 to %d; use --step 0 to %d (see %s)",
+				o.step, o.id, next-1, next, shell.Join("durlab", "workflow", "steps", o.id))
 		}
 		h, err := dbos.ForkWorkflow[any](in.client, dbos.ForkWorkflowInput{
 			OriginalWorkflowID: o.id,
@@ -196,10 +199,27 @@ func runWorkflowFork(ctx context.Context, o *workflowOpOptions) error {
 		if step > 0 {
 			reuse = fmt.Sprintf("reuses the outputs of steps 0 to %d and runs step %d onwards", step-1, step)
 		}
+		if shared := sharedChildren(steps, step); shared > 0 {
+			// What the fork's report will say (lab/fork.go).
+			reuse += fmt.Sprintf(" (it shares %s with %s: %s once, and %s rows stay under %s's ID)",
+				lab.Count(shared, "child workflow", "child workflows"), orig.ID, plural(shared, "it ran", "they ran"), plural(shared, "its", "their"), orig.ID)
+		}
 		res.Note = fmt.Sprintf("forked workflow %s into %s, which %s: %s on queue %s; %s",
 			orig.ID, forked.ID, reuse, forked.Status, dash(forked.QueueName), whereItRuns(forked))
 		return res, nil
 	})
+}
+
+// sharedChildren counts the child workflows a fork from step copies: the
+// ones started by the steps before it.
+func sharedChildren(steps []dbos.StepInfo, step int) int {
+	n := 0
+	for _, s := range steps {
+		if s.StepID < step && s.ChildWorkflowID != "" && s.StepName != "DBOS.getResult" {
+			n++
+		}
+	}
+	return n
 }
 
 // printOp prints an operation's result: JSON, or its note. For fork, stdout

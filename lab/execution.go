@@ -362,10 +362,21 @@ func (a *Attempt) FailIf(p float64, msg string, coords ...any) error {
 // Count counts what the run wrote to table v, as a step: the counts are the
 // workflow's output, checkpointed, so the report never depends on rows a
 // later run may empty away.
+//
+// A fork from past this step copies the original's count, of the
+// original's rows (see fork.go): the fork then counts its own in a step of
+// its own, so that its output is what the store holds under its ID.
 func (x *Execution) Count(v store.Variant) (store.Counts, error) {
-	return Step(x, "count_users", func(a *Attempt) (store.Counts, error) {
-		return x.rt.store.Table(v).Counts(a.ctx, x.root)
-	}, Retries{})
+	count := func(a *Attempt) (store.Counts, error) {
+		c, err := x.rt.store.Table(v).Counts(a.ctx, x.root)
+		c.Root = x.root
+		return c, err
+	}
+	c, err := Step(x, "count_users", count, Retries{})
+	if err != nil || c.Root == "" || c.Root == x.root {
+		return c, err
+	}
+	return Step(x, "count_own_users", count, Retries{})
 }
 
 // pageOutput is the generate step's checkpointed output. Attempts is read

@@ -62,17 +62,39 @@ type Report struct {
 	// runs' (the batch experiments: ex5 and ex6 log it as "Total users in
 	// database").
 	TableRows int64 `json:"table_rows,omitempty"`
+	// ForkedFrom is the workflow this one was forked from, and
+	// CopiedBatches the batches it copied from there (see fork.go).
+	ForkedFrom    string `json:"forked_from,omitempty"`
+	CopiedBatches []int  `json:"copied_batches,omitempty"`
 
 	input Input // the workflow's own input
+	own   Input // a fork's: the batches it ran itself
 }
 
 // RunInput is the input the reported workflow ran with: a resumed workflow
 // keeps the one it was started with.
 func (r *Report) RunInput() Input { return r.input }
 
+// OwnInput is what the workflow's own rows are of: its input, but for a
+// fork the batches it ran itself, which may be none.
+func (r *Report) OwnInput() Input {
+	if r.ForkedFrom != "" && r.own.Pages > 0 {
+		return r.own
+	}
+	return r.input
+}
+
+// WantUsers is how many unique users the workflow's own rows should hold.
+func (r *Report) WantUsers() int64 {
+	if in := r.OwnInput(); in.Batches == 0 && r.ForkedFrom != "" {
+		return 0
+	}
+	return r.OwnInput().Users()
+}
+
 // Succeeded: the workflow ended in SUCCESS with every user written.
 func (r *Report) Succeeded() bool {
-	return r.Status == string(dbos.WorkflowStatusSuccess) && r.UniqueUsers == r.input.Users()
+	return r.Status == string(dbos.WorkflowStatusSuccess) && r.UniqueUsers == r.WantUsers()
 }
 
 // DeadLetterLesson explains a dead-lettered workflow, or returns "".
@@ -90,7 +112,8 @@ func PagesExpected(in Input) string {
 
 // BatchesExpected is the Expected text of the batch experiments.
 func BatchesExpected(in Input) string {
-	return fmt.Sprintf("%d unique users (%d batches x %d pages x %d)", in.Users(), in.Batches, in.Pages, in.PageSize)
+	// A fork may have run no batch of its own (fork.go).
+	return fmt.Sprintf("%d unique users (%d batches x %d pages x %d)", int64(in.Batches)*int64(in.Pages)*int64(in.PageSize), in.Batches, in.Pages, in.PageSize)
 }
 
 // Run runs experiment e with p: it starts its main workflow, or attaches to
@@ -116,7 +139,7 @@ func (rt *Runtime) Run(ctx context.Context, e *Experiment, p Params) (Report, er
 		return rep, err
 	}
 	e.Judge(&rep)
-	rep.Expected = e.Expected(rep.input)
+	rep.Expected = e.Expected(rep.OwnInput())
 	return rep, nil
 }
 
@@ -302,6 +325,9 @@ func (rt *Runtime) finish(ctx context.Context, e *Experiment, h dbos.WorkflowHan
 		}
 		if in, ok := inputOf(st); ok {
 			rep.Seed, rep.input = in.Seed, in
+		}
+		if err := rt.forkReport(&rep, st, len(e.Children) > 0); err != nil {
+			return rep, err
 		}
 	}
 	c := out

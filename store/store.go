@@ -83,6 +83,9 @@ type Counts struct {
 	Rows        int64 `json:"rows"`         // every row, duplicates included
 	UniqueUsers int64 `json:"unique_users"` // distinct user IDs
 	Latest      int64 `json:"latest"`       // the window-function count: the latest row per (id, workflow_id)
+	// Root is the workflow whose rows were counted, when a step recorded
+	// the count: a fork may have copied the step from another workflow.
+	Root string `json:"root,omitempty"`
 }
 
 // Records are what the store holds for one run, or what Forget deleted.
