@@ -1,6 +1,8 @@
 package cmd
 
 import (
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
+
 	"context"
 	"errors"
 	"log/slog"
@@ -75,11 +77,15 @@ func (h gatedHandler) WithGroup(name string) slog.Handler {
 
 // aboutInjected tells whether a record is about a failure injected on
 // purpose, or one durlab's stream told of: one of its attributes is an
-// error matching lab.ErrInjected or lab.ErrAnnounced.
+// error matching lab.ErrInjected or lab.ErrAnnounced; or about a
+// checkpoint DBOS refused because the workflow changed hands, which is how
+// an execution of a cancelled (or adopted) workflow finds out, and which
+// durlab tells as such.
 func aboutInjected(r slog.Record) bool {
 	found := false
 	r.Attrs(func(a slog.Attr) bool {
-		if err, ok := a.Value.Any().(error); ok && (errors.Is(err, lab.ErrInjected) || errors.Is(err, lab.ErrAnnounced)) {
+		if err, ok := a.Value.Any().(error); ok && (errors.Is(err, lab.ErrInjected) || errors.Is(err, lab.ErrAnnounced) ||
+			errors.Is(err, dbos.ErrConflictingWorkflowID)) {
 			found = true
 		}
 		return !found

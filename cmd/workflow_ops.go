@@ -18,8 +18,9 @@ import (
 
 // workflowOpOptions are the arguments of cancel, resume and fork.
 type workflowOpOptions struct {
-	global *globalOptions
-	id     string
+	global     *globalOptions
+	id         string
+	noChildren bool // cancel and resume
 	// fork only
 	step       int
 	appVersion string
@@ -37,6 +38,9 @@ type opResult struct {
 	QueueName    string `json:"queue_name,omitempty"`
 	AppVersion   string `json:"app_version,omitempty"`
 	Note         string `json:"note,omitempty"`
+	// Children counts the workflow's descendants, for cancel and resume
+	// without --no-children.
+	Children *childCounts `json:"children,omitempty"`
 }
 
 func newOpCmd(use, short, long string, opts *workflowOpOptions, run func(context.Context, *workflowOpOptions) error, runF func(*workflowOpOptions) error) *cobra.Command {
@@ -60,24 +64,32 @@ func newOpCmd(use, short, long string, opts *workflowOpOptions, run func(context
 
 func newWorkflowCancelCmd(g *globalOptions, runF func(*workflowOpOptions) error) *cobra.Command {
 	opts := &workflowOpOptions{global: g}
-	return newOpCmd("cancel ID", "Cancel a workflow that has not finished",
-		`Set a workflow that has not finished to CANCELLED, and take it off its queue.
-A step in progress is not interrupted; the workflow stops before its next step.
-A finished workflow (SUCCESS, ERROR, CANCELLED) is left as it is.
-durlab workflow resume restarts a cancelled workflow.`,
+	c := newOpCmd("cancel ID", "Cancel a workflow and its child workflows",
+		`Set a workflow that has not finished, and every workflow it started that has
+not finished (its batches, queued or running), to CANCELLED, and take them off
+their queues. A step in progress is not interrupted, but no attempt writes
+after it: each checks its workflow and its run's main workflow before its
+first write. A finished workflow (SUCCESS, ERROR, CANCELLED) is left as it is.
+Cancelling a batch alone fails its parent when the parent awaits it.
+durlab workflow resume restarts a cancelled workflow with its descendants.`,
 		opts, runWorkflowCancel, runF)
+	c.Flags().BoolVar(&opts.noChildren, "no-children", false, "cancel this workflow only; its children stop before their next write all the same")
+	return c
 }
 
 func newWorkflowResumeCmd(g *globalOptions, runF func(*workflowOpOptions) error) *cobra.Command {
 	opts := &workflowOpOptions{global: g}
-	return newOpCmd("resume ID", "Enqueue a cancelled, dead-lettered or pending workflow to run again",
+	c := newOpCmd("resume ID", "Enqueue a cancelled, dead-lettered or pending workflow to run again",
 		`Enqueue a workflow that has not finished (CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED,
 PENDING, ENQUEUED) on DBOS's internal queue, with its recovery attempts reset.
-It continues from its last recorded step. Nothing runs it here: the next durlab
-process of the same application version that serves the queues runs it, whatever
-its executor ID: the experiment's command while it runs, or durlab worker.
+It continues from its last recorded step; its cancelled descendants are resumed
+with it. Nothing runs it here: the next durlab process of the same application
+version that serves the queues runs it, whatever its executor ID: the
+experiment's command while it runs, or durlab worker.
 A workflow that ended in SUCCESS or ERROR cannot be resumed: fork it.`,
 		opts, runWorkflowResume, runF)
+	c.Flags().BoolVar(&opts.noChildren, "no-children", false, "resume this workflow only, not its cancelled descendants")
+	return c
 }
 
 func newWorkflowForkCmd(g *globalOptions, runF func(*workflowOpOptions) error) *cobra.Command {
@@ -118,23 +130,112 @@ func onWorkflow(ctx context.Context, o *workflowOpOptions, op func(in *inspector
 func runWorkflowCancel(ctx context.Context, o *workflowOpOptions) error {
 	return onWorkflow(ctx, o, func(in *inspector, before dbos.WorkflowStatus) (opResult, error) {
 		res := opResult{Action: "cancel", WorkflowID: o.id, StatusBefore: string(before.Status), Status: string(before.Status)}
-		switch before.Status {
-		case dbos.WorkflowStatusSuccess, dbos.WorkflowStatusError, dbos.WorkflowStatusCancelled:
+		var live []dbos.WorkflowStatus // the descendants cancel takes with it
+		if !o.noChildren {
+			all, err := descendants(in.client, o.id)
+			if err != nil {
+				return res, err
+			}
+			for _, d := range all {
+				if !finished(d.Status) {
+					live = append(live, d)
+				}
+			}
+			res.Children = &childCounts{All: len(all)}
+		}
+		if finished(before.Status) && len(live) == 0 {
 			res.Note = fmt.Sprintf("workflow %s is already %s: nothing to cancel", o.id, before.Status)
 			return res, nil
 		}
-		if err := dbos.CancelWorkflow(in.client, o.id); err != nil {
+		ids := []string{o.id}
+		for _, d := range live {
+			ids = append(ids, d.ID)
+		}
+		// One statement for all: a worker sees the whole tree cancelled
+		// at once, never a parent cancelled beside children still queued.
+		if err := dbos.CancelWorkflows(in.client, ids); err != nil {
 			return res, fmt.Errorf("cancelling workflow %s: %w", o.id, notFound(o.id, err))
 		}
 		after, err := in.lookup(o.id, false)
 		if err != nil {
 			return res, err
 		}
-		res.Status, res.Changed = string(after.Status), after.Status != before.Status
-		res.Note = fmt.Sprintf("workflow %s cancelled (was %s): a step in progress finishes, the workflow stops before its next step; `%s` restarts it",
-			o.id, before.Status, shell.Join("durlab", "workflow", "resume", o.id))
+		res.Status, res.Changed = string(after.Status), after.Status != before.Status || len(live) > 0
+		if res.Children != nil {
+			res.Children.Cancelled = len(live)
+		}
+		what := fmt.Sprintf("workflow %s cancelled (was %s)", o.id, before.Status)
+		if finished(before.Status) {
+			what = fmt.Sprintf("workflow %s is already %s", o.id, before.Status)
+		}
+		switch {
+		case o.noChildren:
+		case res.Children.All == 0:
+		default:
+			what += fmt.Sprintf(", with %s of its %s", lab.Count(len(live), "descendant", "descendants"), lab.Count(res.Children.All, "child workflow", "child workflows and their children"))
+			if done := res.Children.All - len(live); done > 0 {
+				what += fmt.Sprintf(" (%d had ended)", done)
+			}
+		}
+		res.Note = what + ": a step in progress finishes, and every attempt about to write stops first; `" +
+			shell.Join("durlab", "workflow", "resume", o.id) + "` restarts " + plural(len(live)+1, "it", "them all")
+		if o.noChildren && before.ParentWorkflowID == "" {
+			res.Note += "; its child workflows were not cancelled, but each cancels itself before its next write"
+		}
+		if before.ParentWorkflowID != "" {
+			note, err := parentNote(in, before)
+			if err != nil {
+				return res, err
+			}
+			res.Note += "; " + note
+		}
 		return res, nil
 	})
+}
+
+// parentNote says what cancelling child does to its parent, and what to do
+// about it: DBOS fails a parent that awaits a cancelled child.
+func parentNote(in *inspector, child dbos.WorkflowStatus) (string, error) {
+	parent, err := in.lookup(child.ParentWorkflowID, false)
+	if err != nil {
+		return "", err
+	}
+	if finished(parent.Status) {
+		return fmt.Sprintf("its parent %s is already %s", parent.ID, parent.Status), nil
+	}
+	return fmt.Sprintf("its parent %s is %s and fails when it awaits this cancelled workflow: `%s` before then lets it go on, `%s` stops the whole run instead",
+		parent.ID, parent.Status, shell.Join("durlab", "workflow", "resume", child.ID), shell.Join("durlab", "workflow", "cancel", parent.ID)), nil
+}
+
+// childCounts is cancel's and resume's count of a workflow's descendants.
+type childCounts struct {
+	All       int `json:"all"`
+	Cancelled int `json:"cancelled,omitempty"`
+	Resumed   int `json:"resumed,omitempty"`
+}
+
+// finished: DBOS will not run the workflow again by itself.
+func finished(s dbos.WorkflowStatusType) bool {
+	return s == dbos.WorkflowStatusSuccess || s == dbos.WorkflowStatusError || s == dbos.WorkflowStatusCancelled
+}
+
+// descendants lists the workflows started by id, by its children, and so
+// on, a generation at a time.
+func descendants(c dbos.Client, id string) ([]dbos.WorkflowStatus, error) {
+	var all []dbos.WorkflowStatus
+	for gen := []string{id}; len(gen) > 0; {
+		kids, err := dbos.ListWorkflows(c, dbos.WithFilterParentWorkflowID(gen...),
+			dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+		if err != nil {
+			return nil, fmt.Errorf("listing the child workflows of %s: %w", id, err)
+		}
+		gen = gen[:0]
+		for _, k := range kids {
+			all = append(all, k)
+			gen = append(gen, k.ID)
+		}
+	}
+	return all, nil
 }
 
 func runWorkflowResume(ctx context.Context, o *workflowOpOptions) error {
@@ -148,6 +249,27 @@ func runWorkflowResume(ctx context.Context, o *workflowOpOptions) error {
 			fmt.Fprintf(in.io.Err, "durlab: workflow %s was PENDING on executor %s; if that process is alive and still running it, it may now run twice\n",
 				o.id, dash(before.ExecutorID))
 		}
+		// A cancelled tree resumes whole: a parent resumed alone would fail
+		// at its first cancelled child.
+		var cancelled []string
+		var children *childCounts
+		if !o.noChildren {
+			all, err := descendants(in.client, o.id)
+			if err != nil {
+				return opResult{}, err
+			}
+			for _, d := range all {
+				if d.Status == dbos.WorkflowStatusCancelled {
+					cancelled = append(cancelled, d.ID)
+				}
+			}
+			children = &childCounts{All: len(all), Resumed: len(cancelled)}
+		}
+		for _, id := range cancelled {
+			if _, err := dbos.ResumeWorkflow[any](in.client, id); err != nil {
+				return opResult{}, fmt.Errorf("resuming workflow %s: %w", id, notFound(id, err))
+			}
+		}
 		if _, err := dbos.ResumeWorkflow[any](in.client, o.id); err != nil {
 			return opResult{}, fmt.Errorf("resuming workflow %s: %w", o.id, notFound(o.id, err))
 		}
@@ -156,9 +278,13 @@ func runWorkflowResume(ctx context.Context, o *workflowOpOptions) error {
 			return opResult{}, err
 		}
 		res := opResult{Action: "resume", WorkflowID: o.id, StatusBefore: string(before.Status), Status: string(after.Status),
-			Changed: true, QueueName: after.QueueName, AppVersion: after.ApplicationVersion}
-		res.Note = fmt.Sprintf("workflow %s resumed (was %s): %s on queue %s; %s",
-			o.id, before.Status, after.Status, dash(after.QueueName), whereItRuns(after))
+			Changed: true, QueueName: after.QueueName, AppVersion: after.ApplicationVersion, Children: children}
+		with := ""
+		if len(cancelled) > 0 {
+			with = ", with " + lab.Count(len(cancelled), "cancelled descendant", "cancelled descendants")
+		}
+		res.Note = fmt.Sprintf("workflow %s resumed (was %s)%s: %s on queue %s; %s",
+			o.id, before.Status, with, after.Status, dash(after.QueueName), whereItRuns(after))
 		return res, nil
 	})
 }

@@ -37,6 +37,7 @@ type Execution struct {
 	current       *Attempt // the attempt running now, for a crash to end
 	replays       int      // steps taken from their checkpoints
 	saidRecovered bool
+	beginFlushed  bool // its beginning is in the ledger (tree.go)
 	// fired are the schedule's entries this run already fired (faults.go),
 	// read from the ledger when a schedule first needs them.
 	fired map[string]bool
@@ -174,6 +175,9 @@ type Attempt struct {
 	// a crash) writes it: an attempt that writes nothing and succeeds is
 	// recorded by its end alone.
 	begin *store.Event
+	// checked: the attempt found its tree running before its first write
+	// (tree.go).
+	checked bool
 }
 
 // unwritten takes the attempt's begin event, if no write has taken it yet.
@@ -217,7 +221,7 @@ func Step[R any](x *Execution, name string, fn func(a *Attempt) (R, error), retr
 		}
 		x.rt.rec.later(end)
 		return r, nil
-	}, append(retries.options(), dbos.WithStepName(name))...)
+	}, append(retries.options(), dbos.WithStepName(name), dbos.WithStepRetryPredicate(retryable))...)
 	if n == 0 {
 		x.replayed(name, next)
 	}
@@ -241,11 +245,25 @@ func Transaction[R any](x *Execution, name string, fn func(a *Attempt) (R, error
 		rolledBack = nil
 		return err
 	}
+	// A transaction's attempt checks its tree before it begins, outside
+	// the transaction: on SQLite the transaction holds the store's only
+	// connection, which the check's flush of the ledger needs.
+	stopped := func() bool {
+		err := x.treeRuns(x.ctx)
+		if err != nil && !errors.Is(err, ErrTreeStopped) {
+			fmt.Fprintf(x.rt.notices, "durlab: %v\n", err)
+		}
+		return err != nil
+	}
 	retry := func(error) bool {
 		if err := writeRolledBack(x.ctx); err != nil {
 			fmt.Fprintf(x.rt.notices, "durlab: %v\n", err)
 		}
-		return true
+		return !stopped()
+	}
+	if stopped() {
+		var zero R
+		return zero, fmt.Errorf("%w: %s", ErrTreeStopped, name)
 	}
 	out, err := dbos.RunAsTransaction(x.ctx, x.rt.dataSource, func(ctx context.Context, tx dbos.Tx) (R, error) {
 		n++
@@ -288,6 +306,13 @@ func (x *Execution) setCurrent(a *Attempt) {
 // workflow ID, with the ledger's record of it: in the attempt's
 // transaction, or in one of its own in a plain step.
 func (a *Attempt) InsertPage(v store.Variant, page int, users []fake.User, analyzedAt time.Time) error {
+	if a.tx == nil && !a.checked {
+		// Transaction checks its attempts itself.
+		if err := a.x.treeRuns(a.ctx); err != nil {
+			return err
+		}
+		a.checked = true
+	}
 	w := a.event(store.PageWritten)
 	w.Page, w.Rows = page, len(users)
 	err := a.x.rt.timings.TimeStore(func() error {
@@ -314,6 +339,9 @@ func (a *Attempt) InsertPage(v store.Variant, page int, users []fake.User, analy
 // outside any step: a recovered execution runs it again. The ledger
 // records it as a one-attempt operation named step, with no DBOS step ID.
 func (x *Execution) InsertPage(v store.Variant, step string, page int, users []fake.User, analyzedAt time.Time) error {
+	if err := x.treeRuns(x.ctx); err != nil {
+		return err
+	}
 	a := x.newAttempt(x.ctx, nil, step, -1, 1)
 	begin := a.event(store.AttemptBegan)
 	// One event stands for the whole operation when it succeeds.

@@ -170,7 +170,16 @@ func (x *Execution) end(err error) {
 	default:
 		e.Outcome, e.Detail = OutcomeError, err.Error()
 	}
-	x.rt.rec.later(e)
+	if err == nil {
+		x.rt.rec.later(e)
+		return
+	}
+	// At once: a report waiting for a stopped tree waits for this end
+	// (tree.go), and the execution of a cancelled workflow ends with an
+	// error at its next checkpoint, which DBOS refuses.
+	if werr := x.rt.rec.now(x.ctx, e); werr != nil {
+		fmt.Fprintf(x.rt.notices, "durlab: %v\n", werr)
+	}
 }
 
 // outcomeOf classifies an attempt's error.

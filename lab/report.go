@@ -333,6 +333,11 @@ func (rt *Runtime) finish(ctx context.Context, e *Experiment, h dbos.WorkflowHan
 	c := out
 	if runErr != nil {
 		rep.Error = runErr.Error()
+		// A stopped main workflow may leave batches mid-attempt: the
+		// report counts what they wrote once they stopped (tree.go).
+		if err := rt.awaitTreeStopped(ctx, rep.WorkflowID, rep.Status); err != nil {
+			return rep, err
+		}
 		var err error
 		if c, err = t.Counts(ctx, rep.WorkflowID); err != nil {
 			return rep, err

@@ -103,7 +103,10 @@ func (a *Attempt) sayFailed(err error, retries Retries) error {
 		why = "failed (injected)"
 	}
 	next := "out of retries"
-	if a.N < retries.Attempts {
+	switch {
+	case errors.Is(err, ErrTreeStopped):
+		why, next = "stopped before writing", strings.TrimPrefix(oneLine(err.Error()), ErrTreeStopped.Error()+": ")
+	case a.N < retries.Attempts:
 		next = fmt.Sprintf("DBOS retries in %s", retries.wait(a.N))
 	}
 	a.x.rt.say("%s: %s %s; %s", a.x.who(), what, why, next)

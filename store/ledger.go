@@ -518,6 +518,38 @@ func (s *sqlStore) Crashes(ctx context.Context, root string) ([]Crash, error) {
 	return crashes, rows.Err()
 }
 
+// OpenExecution is an execution with a beginning and no end in the
+// ledger, with its process.
+type OpenExecution struct {
+	Workflow   string
+	ExecutorID string
+	PID        int
+	Host       string
+}
+
+func (s *sqlStore) OpenExecutions(ctx context.Context, root string) ([]OpenExecution, error) {
+	if s.noLedger {
+		return nil, nil
+	}
+	p := s.d.placeholder
+	rows, err := s.db.QueryContext(ctx, `SELECT b.workflow_id, b.executor_id, b.pid, b.host FROM durlab_events b
+		WHERE b.root_id = `+p(1)+` AND b.kind = 'exec-begin' AND NOT EXISTS (SELECT 1 FROM durlab_events e
+			WHERE e.root_id = b.root_id AND e.workflow_id = b.workflow_id AND e.execution_id = b.execution_id AND e.kind = 'exec-end')`, root)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var open []OpenExecution
+	for rows.Next() {
+		var o OpenExecution
+		if err := rows.Scan(&o.Workflow, &o.ExecutorID, &o.PID, &o.Host); err != nil {
+			return nil, err
+		}
+		open = append(open, o)
+	}
+	return open, rows.Err()
+}
+
 // intern gives the ledger's common words one copy.
 func intern(s string) string {
 	switch s {

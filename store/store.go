@@ -161,6 +161,9 @@ type Store interface {
 	MarkNoticed(ctx context.Context, ids []string) error
 	// Crashes lists the run's injected crashes, with their processes.
 	Crashes(ctx context.Context, root string) ([]Crash, error)
+	// OpenExecutions lists the run's executions that began and have no
+	// end in the ledger: running, or killed.
+	OpenExecutions(ctx context.Context, root string) ([]OpenExecution, error)
 	// Holdings counts what the store holds for each run, by the ID of the
 	// run's main workflow: its rows in both users tables (every row of a
 	// run carries that ID) and its attempt-ledger events. It fails only
