@@ -37,7 +37,8 @@ type Execution struct {
 	current       *Attempt // the attempt running now, for a crash to end
 	replays       int      // steps taken from their checkpoints
 	saidRecovered bool
-	beginFlushed  bool // its beginning is in the ledger (tree.go)
+	beginFlushed  bool   // its beginning is in the ledger (tree.go)
+	forkedFrom    string // the workflow a fork was forked from
 	// fired are the schedule's entries this run already fired (faults.go),
 	// read from the ledger when a schedule first needs them.
 	fired map[string]bool
@@ -67,7 +68,7 @@ func Execute[I runInput, O any](ctx dbos.Context, in I, body func(x *Execution) 
 		if err != nil {
 			return zero, err
 		}
-		mark, x.number = startMark{st.Name, st.ParentWorkflowID}, st.Attempts
+		mark, x.number, x.forkedFrom = startMark{st.Name, st.ParentWorkflowID}, st.Attempts, st.ForkedFrom
 	}
 	// A child's first execution, started by its parent in this process,
 	// is recorded with its first write: one killed before it is told by

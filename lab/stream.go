@@ -123,6 +123,12 @@ func (x *Execution) sayRecovered(next string) {
 	if said || replayed == 0 {
 		return
 	}
+	if x.forkedFrom != "" && x.number == 1 {
+		// A fork's first execution: the checkpoints are copies of the
+		// original's (fork.go).
+		x.rt.say("%s: forked from %s; %s taken from its checkpoints, %s", x.who(), x.forkedFrom, Count(replayed, "step", "steps"), next)
+		return
+	}
 	x.rt.say("%s: recovered; %s taken from their checkpoints, %s", x.who(), Count(replayed, "step", "steps"), next)
 }
 
