@@ -8,6 +8,7 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/durlab/durlab/internal/tether"
+	"github.com/durlab/durlab/lab"
 )
 
 // IOStreams are the process's standard streams, injected so tests run
@@ -93,7 +95,21 @@ func Run(ctx context.Context, args []string, io IOStreams) int {
 	root := newRootCmd(io)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
-	return exitCode(err, io.Err)
+	return exitCode(bySignal(ctx, err), io.Err)
+}
+
+// bySignal names the signal that cancelled ctx in the error of a command
+// that stopped for it, so that every command's exit code says which signal
+// it was (129, 130 or 143), not only those that name it themselves.
+func bySignal(ctx context.Context, err error) error {
+	var se signalError
+	if err == nil || errors.As(err, &se) || !errors.As(context.Cause(ctx), &se) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, lab.ErrInterrupted) {
+		return fmt.Errorf("%w: %w", se, err)
+	}
+	return err
 }
 
 func newRootCmd(streams IOStreams) *cobra.Command {
