@@ -2,6 +2,7 @@ package cmd_test
 
 import (
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,11 +19,12 @@ import (
 //	proc signal PID SIG   send SIG (QUIT, HUP, KILL...) to PID
 //	proc gone PID         wait until PID no longer runs: it has exited, or
 //	                      is a zombie its new parent has not reaped yet
+//	proc deadpid VAR      set VAR to the pid of a process that has ended
 //
 // Waits give up after a minute.
 func cmdProc(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) == 0 {
-		ts.Fatalf("usage: proc child|signal|gone ...")
+		ts.Fatalf("usage: proc child|signal|gone|deadpid ...")
 	}
 	switch sub, rest := args[0], args[1:]; sub {
 	case "child":
@@ -50,6 +52,13 @@ func cmdProc(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("usage: proc gone PID")
 		}
 		waitUntil(ts, "pid "+rest[0]+" is gone", func() bool { return !runs(rest[0]) })
+	case "deadpid":
+		if len(rest) != 1 {
+			ts.Fatalf("usage: proc deadpid VAR")
+		}
+		c := exec.Command("true")
+		ts.Check(c.Run())
+		ts.Setenv(rest[0], strconv.Itoa(c.Process.Pid))
 	default:
 		ts.Fatalf("proc: unknown subcommand %q", sub)
 	}
