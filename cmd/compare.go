@@ -89,7 +89,7 @@ func runCompare(ctx context.Context, cmd *cobra.Command, o *runOptions, names []
 			return err
 		}
 		sum.Runs = append(sum.Runs, rs)
-		if rs.ExitCode == exitInterrupted || rs.ExitCode == exitTerminated {
+		if rs.ExitCode == exitInterrupted || rs.ExitCode == exitTerminated || rs.ExitCode == exitHangup {
 			code = rs.ExitCode // stopped by a signal: do not start the next one
 			break
 		}

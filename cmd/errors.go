@@ -16,6 +16,7 @@ const (
 	exitOK          = 0
 	exitUnexpected  = 1   // the experiment did not behave as expected, or a run failed
 	exitUsage       = 2   // bad usage or configuration
+	exitHangup      = 129 // SIGHUP
 	exitInterrupted = 130 // SIGINT
 	exitTerminated  = 143 // SIGTERM
 )

@@ -367,6 +367,66 @@ func TestExploreInterruptLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestExploreKilledTakesItsTrials: explore SIGKILLed mid-trial leaves no
+// trial process running unsupervised: each dies with it, its workflow
+// PENDING as a crash leaves it, where an orphan would have run on to
+// SUCCESS (no crash is injected here, so nothing else stops it).
+func TestExploreKilledTakesItsTrials(t *testing.T) {
+	tmp := t.TempDir()
+	c := exec.Command("durlab", "explore", "dedup", "--seeds", "1..1", "--batches", "100", "--crash-prob", "0", "--parallel", "1")
+	c.Dir, c.Env = tmp, append(cleanEnv(), "TMPDIR="+tmp)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Process.Kill()
+	systemDBs := filepath.Join(tmp, "durlab-explore-*", "*", "data", "dbos.sqlite")
+	deadline := time.Now().Add(time.Minute)
+	for !(trialProcesses(tmp) > 0 && slices.Contains(trialStatuses(t, systemDBs), "PENDING")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no trial had started its workflow within a minute\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.Process.Signal(syscall.SIGKILL)
+	c.Wait()
+	for deadline := time.Now().Add(time.Minute); trialProcesses(tmp) > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d trial processes still run a minute after explore was killed", trialProcesses(tmp))
+		}
+	}
+	statuses := trialStatuses(t, systemDBs)
+	if len(statuses) == 0 || slices.Contains(statuses, "SUCCESS") {
+		t.Errorf("trial workflows %v after explore's death, want all PENDING: a trial ran on without it", statuses)
+	}
+}
+
+// trialStatuses reads the statuses of the main workflows in the trials'
+// system databases that match glob.
+func trialStatuses(t *testing.T, glob string) []string {
+	t.Helper()
+	paths, _ := filepath.Glob(glob)
+	var statuses []string
+	for _, p := range paths {
+		db, err := sql.Open("sqlite3", "file:"+p+"?mode=ro")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := db.Query(`SELECT status FROM workflow_status WHERE name = ?`, workflows.Dedup.WorkflowNames()[0])
+		if err == nil { // a trial's database may not have its tables yet
+			for rows.Next() {
+				var s string
+				rows.Scan(&s)
+				statuses = append(statuses, s)
+			}
+			rows.Close()
+		}
+		db.Close()
+	}
+	return statuses
+}
+
 // trialProcesses counts the processes whose command line names a folder
 // under dir: the trials of an exploration there.
 func trialProcesses(dir string) int {

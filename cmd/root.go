@@ -8,6 +8,8 @@ package cmd
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -16,6 +18,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
+
+	"github.com/durlab/durlab/internal/tether"
+	"github.com/durlab/durlab/lab"
 )
 
 // IOStreams are the process's standard streams, injected so tests run
@@ -30,24 +35,44 @@ type IOStreams struct {
 
 // Main runs durlab with the process's arguments and returns its exit code.
 func Main() int {
-	ctx, stop := signalContext()
+	if pid, orphan := tether.Orphaned(); orphan {
+		// The supervisor died before this child could get its parent-death
+		// signal: end as that signal would have ended it, before anything runs.
+		fmt.Fprintf(os.Stderr, "durlab: the supervisor that started this process (pid %d, in %s) is gone: dying with it\n", pid, tether.Env)
+		tether.Die()
+	}
+	ctx, stop := signalContext(os.Stderr)
 	defer stop()
 	return Run(ctx, os.Args[1:], IOStreams{Out: os.Stdout, Err: os.Stderr,
 		IsTerminal: isTerminal(os.Stderr), OutIsTerminal: isTerminal(os.Stdout)})
 }
 
-// signalError is the cause of a context cancelled by SIGINT or SIGTERM, so
-// the exit code can say which (130 or 143).
+// signalError is the cause of a context cancelled by SIGINT, SIGTERM or
+// SIGHUP, so the exit code can say which (130, 143 or 129).
 type signalError struct{ sig syscall.Signal }
 
 func (e signalError) Error() string { return "interrupted by " + unix.SignalName(e.sig) }
 
-// signalContext is cancelled by the first SIGINT or SIGTERM, with a
+// stopSignals stop a durlab process gracefully: DBOS shut down, the
+// workflow left PENDING. SIGHUP is among them because a closed terminal or
+// SSH session must not kill a process outright (Go's default for SIGHUP),
+// which left a supervisor's child running unsupervised.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+
+// signalContext is cancelled by the first of stopSignals, with a
 // signalError as its cause.
-func signalContext() (context.Context, func()) {
+//
+// SIGQUIT (Ctrl-\) ends the process at once as a crash does: a SIGKILL to
+// itself, so that a supervisor sees a death by signal and restarts the
+// experiment, and the workflow stays PENDING for the next run. Go's own
+// SIGQUIT prints every goroutine's stack and exits 2, which a supervisor
+// must take for bad usage. The line on stderr says which signal it was.
+func signalContext(stderr io.Writer) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, stopSignals...)
+	quit := make(chan os.Signal, 1)
+	signal.Notify(quit, syscall.SIGQUIT)
 	go func() {
 		select {
 		case s := <-sigs:
@@ -55,7 +80,14 @@ func signalContext() (context.Context, func()) {
 		case <-ctx.Done():
 		}
 	}()
-	return ctx, func() { signal.Stop(sigs); cancel(nil) }
+	// Apart from the goroutine above, which ends at the first stop signal:
+	// Ctrl-\ must still work on a process that is slow to stop after Ctrl-C.
+	go func() {
+		<-quit
+		fmt.Fprintf(stderr, "durlab: SIGQUIT: quitting at once as a crash does, by SIGKILL to pid %d; a workflow in flight stays PENDING for the next run\n", os.Getpid())
+		tether.Die()
+	}()
+	return ctx, func() { signal.Stop(sigs); signal.Stop(quit); cancel(nil) }
 }
 
 // Run runs durlab with args and returns the exit code.
@@ -63,7 +95,21 @@ func Run(ctx context.Context, args []string, io IOStreams) int {
 	root := newRootCmd(io)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
-	return exitCode(err, io.Err)
+	return exitCode(bySignal(ctx, err), io.Err)
+}
+
+// bySignal names the signal that cancelled ctx in the error of a command
+// that stopped for it, so that every command's exit code says which signal
+// it was (129, 130 or 143), not only those that name it themselves.
+func bySignal(ctx context.Context, err error) error {
+	var se signalError
+	if err == nil || errors.As(err, &se) || !errors.As(context.Cause(ctx), &se) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, lab.ErrInterrupted) {
+		return fmt.Errorf("%w: %w", se, err)
+	}
+	return err
 }
 
 func newRootCmd(streams IOStreams) *cobra.Command {

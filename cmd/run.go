@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/durlab/durlab/internal/startfd"
+	"github.com/durlab/durlab/internal/tether"
 	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/workflows"
 )
@@ -64,8 +66,10 @@ func newRunCmd(g *globalOptions) *cobra.Command {
 crash is a SIGKILL) until the experiment finishes, then prints a summary.
 Every child uses the same executor ID, application version and seed, so it
 recovers what the last one left. Usage errors (exit 2) and failed experiments
-(exit 1) are not retried. Ctrl-C stops the child and the loop; the workflow
-stays pending and a later run resumes it.`,
+(exit 1) are not retried. Ctrl-C, SIGTERM or SIGHUP (a closed terminal) is
+forwarded to the child and stops the loop, exit 130, 143 or 129; the workflow
+stays pending and a later run resumes it. The child dies with run, even when
+run is SIGKILLed, and its workflow is then left as a crash leaves it.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -147,8 +151,9 @@ func supervise(ctx context.Context, cmd *cobra.Command, o *runOptions) error {
 }
 
 // superviseLoop runs `durlab ARGS` as child processes: once, or with
-// --until-success again after each death by signal. SIGINT and SIGTERM are
-// forwarded to the child and end the loop.
+// --until-success again after each death by signal, whichever signal it
+// was. SIGINT, SIGTERM and SIGHUP are forwarded to the child and end the
+// loop. A child dies with the supervisor (see package tether).
 func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptions) (runSummary, error) {
 	sum := runSummary{Experiment: o.exp.exp.Name, Seed: o.exp.params.Seed}
 	self, err := os.Executable()
@@ -157,7 +162,7 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 	}
 	// The supervisor learns which signal stopped it, to forward the same one.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, stopSignals...)
 	defer signal.Stop(sigs)
 	start := time.Now()
 	var stopped os.Signal
@@ -175,13 +180,11 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 		if err != nil {
 			return sum, err
 		}
-		err = child.Start()
+		done, err := tether.Start(child)
 		told.Started()
 		if err != nil {
 			return sum, fmt.Errorf("cannot start %s: %w", self, err)
 		}
-		done := make(chan struct{})
-		go func() { child.Wait(); close(done) }()
 	wait:
 		for {
 			select {
@@ -191,10 +194,16 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 				stopped = s
 				child.Process.Signal(s)
 			case <-ctx.Done():
-				// Only when no signal reached us (a test cancelling ctx).
+				// The signal that cancelled ctx may be seen here before
+				// it is on sigs; with no signal (a test cancelling ctx),
+				// the child is interrupted.
 				if stopped == nil {
 					stopped = os.Interrupt
-					child.Process.Signal(os.Interrupt)
+					var se signalError
+					if errors.As(context.Cause(ctx), &se) {
+						stopped = se.sig
+					}
+					child.Process.Signal(stopped)
 				}
 				ctx = context.Background()
 			}

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/durlab/durlab/cmd"
+	"github.com/durlab/durlab/internal/tether"
 	"github.com/durlab/durlab/workflows"
 )
 
@@ -57,6 +58,7 @@ func TestScripts(t *testing.T) {
 			"lab":       cmdLab,
 			"interrupt": cmdInterrupt,
 			"browser":   cmdBrowser,
+			"proc":      cmdProc,
 		},
 		RequireExplicitExec: true,
 	})
@@ -87,7 +89,7 @@ func cmdSigkilled(ts *testscript.TestScript, neg bool, args []string) {
 
 func scriptEnv(ts *testscript.TestScript) []string {
 	keys := []string{"HOME", "TMPDIR", "WORK", "PATH", "CI", "DURLAB_TEST_POSTGRES", "DBOS_SYSTEM_DATABASE_URL",
-		"DBOS_DATABASE_URL", "DURLAB_STORE", "DURLAB_DATA_DIR", "DURLAB_EXECUTOR_ID"}
+		"DBOS_DATABASE_URL", "DURLAB_STORE", "DURLAB_DATA_DIR", "DURLAB_EXECUTOR_ID", tether.Env}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if !slices.Contains(keys, k) {

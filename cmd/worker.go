@@ -36,8 +36,8 @@ func newWorkerCmdF(g *globalOptions, runF func(*workerOptions) error) *cobra.Com
 		Use:   "worker --queue NAME",
 		Short: "Serve a DBOS queue: run the batch workflows experiments enqueue with --queue",
 		Long: `Runs a DBOS executor that dequeues and runs the batch child workflows that
-profile, dedup and exactly-once enqueue when given --queue NAME, until Ctrl-C
-or SIGTERM (exit 130 or 143). A stopped or killed worker's in-flight
+profile, dedup and exactly-once enqueue when given --queue NAME, until Ctrl-C,
+SIGTERM or SIGHUP (exit 130, 143 or 129). A stopped or killed worker's in-flight
 workflows stay PENDING; restarted with the same executor ID it puts them back
 on the queue, where any worker finishes them.
 

@@ -39,6 +39,7 @@ import (
 	"github.com/durlab/durlab/fake"
 	"github.com/durlab/durlab/internal/shell"
 	"github.com/durlab/durlab/internal/startfd"
+	"github.com/durlab/durlab/internal/tether"
 	"github.com/durlab/durlab/lab"
 	"github.com/durlab/durlab/store"
 )
@@ -184,13 +185,11 @@ func (o *Options) run(ctx context.Context, w *where, extra []string, kills []tim
 		if err != nil {
 			return nil, processes, deaths, landed, err
 		}
-		err = c.Start()
+		done, err := tether.Start(c) // a trial dies with explore, SIGKILL included
 		told.Started()
 		if err != nil {
 			return nil, processes, deaths, landed, err
 		}
-		done := make(chan struct{})
-		go func() { c.Wait(); close(done) }()
 		var kill <-chan time.Time
 		if len(kills) > 0 {
 			kill = time.After(kills[0])
