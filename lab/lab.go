@@ -227,7 +227,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 			Logger:             cfg.Logger,
 		})
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrSystemDB, err)
+			return systemDBError(cfg.SystemDB, err)
 		}
 		return nil
 	})
@@ -237,7 +237,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	cl, waited, err := claimOrWait(ctx, cfg.SystemDB, dbos.GetExecutorID(rt.dbos), notices)
 	if err != nil {
 		dbos.Shutdown(rt.dbos, time.Second)
-		return nil, err
+		return nil, store.Environment("system database", cfg.SystemDB, err)
 	}
 	rt.claim, rt.waited, rt.systemDB = cl, waited, cfg.SystemDB
 	rt.fenceOwn()
@@ -255,6 +255,9 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	// exactly-once workflow that needs it.
 	if rt.dataSource, err = rt.store.NewDataSource(rt.dbos); err != nil {
 		rt.shutdown()
+		if env := store.Environment("store", cfg.Store, err); env != err {
+			return nil, env
+		}
 		return nil, fmt.Errorf("%w: transactional data source: %v", store.ErrUnavailable, err)
 	}
 	if err := rt.listen(cfg); err != nil {
@@ -264,20 +267,30 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	before, err := rt.pendingOf(rt.ExecutorID())
 	if err != nil {
 		rt.shutdown()
-		return nil, fmt.Errorf("%w: %v", ErrSystemDB, err)
+		return nil, systemDBError(cfg.SystemDB, err)
 	}
 	if rt.newRun = cfg.New; cfg.New {
 		rt.parkLeftovers(before)
 	}
 	if err := dbos.Launch(rt.dbos); err != nil {
 		rt.shutdown()
-		return nil, fmt.Errorf("%w: launch: %v", ErrSystemDB, err)
+		return nil, systemDBError(cfg.SystemDB, fmt.Errorf("launch: %w", err))
 	}
 	rt.leftPending = before
 	if cfg.AdoptAfter > 0 {
 		rt.watchDead(max(cfg.AdoptAfter, MinAdoptAfter))
 	}
 	return rt, nil
+}
+
+// systemDBError is a failure of the system database at start: an outage
+// or another environment fault as such (exit 4: the same command succeeds
+// later), anything else as ErrSystemDB (configuration, exit 2).
+func systemDBError(systemDB string, err error) error {
+	if env := store.Environment("system database", systemDB, err); env != err {
+		return env
+	}
+	return fmt.Errorf("%w: %v", ErrSystemDB, err)
 }
 
 // runtimeOf is the Runtime a workflow runs in.
