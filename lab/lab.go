@@ -63,6 +63,7 @@ import (
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	_ "github.com/dbos-inc/dbos-transact-golang/dbos/driver/sqlite" // SQLite system database
 
+	"github.com/durlab/durlab/dburl"
 	"github.com/durlab/durlab/store"
 )
 
@@ -116,6 +117,10 @@ type Config struct {
 	// New: the command starts a new workflow even when this executor left
 	// some pending; those stay PENDING, untouched (leftovers.go).
 	New bool
+	// OutageTimeout is how long an unreachable store or system database
+	// is waited out before the process stops with ExitEnvironment, its
+	// workflows PENDING (environment.go); 0: DefaultOutageTimeout.
+	OutageTimeout time.Duration
 	// AdoptAfter, if positive, makes this process adopt the pending
 	// workflows of executors whose claim no live process has held for that
 	// long (adopt.go); at least MinAdoptAfter.
@@ -248,7 +253,10 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	// Every write waits while the claim is lost (adopt_fence.go).
-	rt.store = newFencedStore(st, cl, rt.stop)
+	env := &environment{timeout: cmpOr(cfg.OutageTimeout, DefaultOutageTimeout), raw: cfg.Store,
+		systemDB: dburl.Redacted(cfg.SystemDB), stop: rt.stopOnFault,
+		notices: func(format string, args ...any) { fmt.Fprintf(notices, "durlab: "+format+"\n", args...) }}
+	rt.store = newFencedStore(st, cl, rt.stop, env)
 	rt.rec = newRecorder(rt.store, rt.ExecutorID(), &rt.timings)
 	rt.register(cfg.Experiments)
 	// The DataSource must exist before Launch, which may recover an

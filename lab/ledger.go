@@ -46,6 +46,9 @@ const (
 	OutcomeError     = "error"     // any other error
 	OutcomeCrashed   = "crashed"   // an injected crash killed it
 	OutcomeStopped   = "stopped"   // the process was stopped by a signal
+	// OutcomeEnvironment: the process stopped on an environment fault of a
+	// database (environment.go); the workflow stays PENDING.
+	OutcomeEnvironment = "environment"
 	OutcomeCancelled = "cancelled" // the workflow was cancelled
 	OutcomeReplayed  = "replayed"  // taken from its checkpoint
 )
