@@ -143,6 +143,44 @@ func (e *environment) tell(since time.Time, env error, left time.Duration) {
 	e.notices("%v; waiting for it, up to %s more (--outage-timeout)", env, left.Round(time.Second))
 }
 
+// claimCheck is how often watchClaim looks at the claim.
+const claimCheck = 250 * time.Millisecond
+
+// watchClaim ends the process when its executor claim stays lost for
+// longer than the outage timeout. The claim is lost when the system
+// database is: then DBOS waits at its next checkpoint, retrying without
+// end, and the store's writes wait at the gate (adopt_fence.go), so
+// nothing else would ever give up.
+func (rt *Runtime) watchClaim(env *environment) {
+	rt.watchers.Add(1)
+	go func() {
+		defer rt.watchers.Done()
+		t := time.NewTicker(claimCheck)
+		defer t.Stop()
+		var lostSince time.Time
+		for {
+			select {
+			case <-rt.stop:
+				return
+			case <-t.C:
+			}
+			select {
+			case <-rt.claim.held():
+				lostSince = time.Time{}
+				continue
+			default:
+			}
+			if lostSince.IsZero() {
+				lostSince = time.Now()
+			}
+			if lost := time.Since(lostSince); lost >= env.timeout {
+				rt.stopOnFault(&store.EnvironmentError{DB: env.systemDB, Role: "system database", Fault: store.FaultUnreachable,
+					Err: fmt.Errorf("the session that holds this process's executor claim has been lost for %s", lost.Round(time.Second))})
+			}
+		}
+	}()
+}
+
 // stopOnFault ends the process on an environment fault: one line naming
 // the database, the ledger's record of what it stops if the ledger can
 // take it at once, and ExitEnvironment. Like an injected crash it runs no

@@ -257,6 +257,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 		systemDB: dburl.Redacted(cfg.SystemDB), stop: rt.stopOnFault,
 		notices: func(format string, args ...any) { fmt.Fprintf(notices, "durlab: "+format+"\n", args...) }}
 	rt.store = newFencedStore(st, cl, rt.stop, env)
+	rt.watchClaim(env)
 	rt.rec = newRecorder(rt.store, rt.ExecutorID(), &rt.timings)
 	rt.register(cfg.Experiments)
 	// The DataSource must exist before Launch, which may recover an
