@@ -54,8 +54,8 @@ type environment struct {
 	timeout  time.Duration
 	raw      string // the store's DSN, named by its faults
 	systemDB string // the system database, redacted, named when the claim is lost too long
-	notices func(format string, args ...any)
-	stop    func(err error) // ends the process; does not return
+	notices  func(format string, args ...any)
+	stop     func(err error) // ends the process; does not return
 
 	since   atomic.Int64 // UnixNano of the start of the outage under way; 0: none
 	mu      sync.Mutex
