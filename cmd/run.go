@@ -372,13 +372,15 @@ func (l *lastLine) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// reason is the cause the child's last line gave, without its "durlab: "
-// and what it said it would do.
+// reason is what the child's last line said was wrong, without its
+// "durlab: " and the driver's words.
 func (l *lastLine) reason() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// The child's line above says it whole; the cause's own words, in
+	// parentheses, need not be said twice.
 	r := strings.TrimPrefix(l.last, "durlab: ")
-	if i := strings.Index(r, "; this process stops"); i >= 0 {
+	if i := strings.Index(r, " ("); i >= 0 {
 		r = r[:i]
 	}
 	if r == "" {
