@@ -297,14 +297,14 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 			switch {
 			case left <= 0:
 				fmt.Fprintf(io.Err, "durlab run: the database is still unreachable after %s (%s); giving up (exit %d): run the same command once it is back, the workflow stays PENDING\n",
-					outageFor.Round(time.Second), why, exitEnvironment)
+					roughly(outageFor), why, exitEnvironment)
 			case sum.Attempts > o.maxRestarts:
 				fmt.Fprintf(io.Err, "durlab run: giving up after %d restarts\n", o.maxRestarts)
 			default:
 				wait := min(out.wait, left)
 				out.wait = min(2*out.wait, outageMaxWait)
 				fmt.Fprintf(io.Err, "durlab run: the database is unreachable (%s); retrying in %s (outage %s of %s)\n",
-					why, wait.Round(100*time.Millisecond), outageFor.Round(time.Second), o.exp.outageTimeout)
+					why, wait.Round(100*time.Millisecond), roughly(outageFor), o.exp.outageTimeout)
 				select {
 				case <-time.After(wait):
 					restart = true
@@ -330,6 +330,14 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 	elapsed := time.Since(start)
 	sum.Elapsed, sum.ElapsedMs = elapsed.Round(time.Millisecond).String(), float64(elapsed.Microseconds())/1000
 	return sum, nil
+}
+
+// roughly is d for a line: tenths of seconds below 10 s, seconds above.
+func roughly(d time.Duration) time.Duration {
+	if d < 10*time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
 }
 
 // outageBudget is the --outage-timeout args give the child.
