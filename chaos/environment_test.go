@@ -163,6 +163,45 @@ func TestRunRidesOutARestartIntoAnOutage(t *testing.T) {
 	wantExact(t, queryPostgres(t, ctx, url), outageUsers)
 }
 
+// A store on its own server, the system database on SQLite: the claim
+// stays held, so the outage meets the store's writes themselves, and they
+// are retried beneath their steps until the server is back. No step fails,
+// no supervisor restarts anything, and the count is exact.
+func TestStoreOutageIsWaitedOutBeneathTheSteps(t *testing.T) {
+	srv := startPrivatePostgres(t)
+	url := srv.url("durlab_store_outage")
+	ctx, cancel := context.WithTimeout(context.Background(), *timeBox)
+	defer cancel()
+	dir := t.TempDir()
+	sysdb := "sqlite:" + filepath.Join(dir, "dbos.sqlite")
+	run := start(t, ctx, append([]string{"dedup", "--seed", "1", "--crash-prob", "0",
+		"--system-db", sysdb, "--store", url, "--output", "json"}, outageSizes...)...)
+	waitPending(t, ctx, sysdb, "dedup.users_workflow", run.done)
+	srv.pgctl(t, "stop", "-m", "fast")
+	time.Sleep(5 * time.Second) // the length of the outage, not a wait for something
+	srv.start(t)
+	if code := run.wait(t, ctx); code != 0 {
+		t.Fatalf("exit %d, want 0\nstderr:\n%s", code, run.stderr.String())
+	}
+	if !strings.Contains(run.stderr.String(), "is unreachable (") || !strings.Contains(run.stderr.String(), "the store is reachable again, after") {
+		t.Fatalf("the run never said it waited for the store:\n%s", run.stderr.String())
+	}
+	id, status, errored := sqliteWorkflow(t, dir)
+	db, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	var latest int64
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM (SELECT ROW_NUMBER() OVER (PARTITION BY id, workflow_id ORDER BY created_at DESC) AS rn
+		FROM users_ledger WHERE workflow_id = $1) t WHERE rn = 1`, id).Scan(&latest); err != nil {
+		t.Fatal(err)
+	}
+	if status != "SUCCESS" || errored != 0 || latest != outageUsers {
+		t.Fatalf("workflow %s %s, %d in ERROR, window count %d; want SUCCESS, 0, %d", id, status, errored, latest, outageUsers)
+	}
+}
+
 // An outage longer than --outage-timeout ends the run with exit 4 while the
 // server is still down, the workflow PENDING, never ERROR; the same command
 // completes it, exact, once the server is back.
