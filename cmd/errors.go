@@ -16,6 +16,8 @@ const (
 	exitOK          = 0
 	exitUnexpected  = 1   // the experiment did not behave as expected, or a run failed
 	exitUsage       = 2   // bad usage or configuration
+	exitFenced      = 3   // a worker's executor claim was taken over (lab.ExitFenced)
+	exitEnvironment = 4   // a database is unreachable, corrupt, full or read-only (lab.ExitEnvironment)
 	exitHangup      = 129 // SIGHUP
 	exitInterrupted = 130 // SIGINT
 	exitTerminated  = 143 // SIGTERM
@@ -54,6 +56,10 @@ func exitCode(err error, stderr io.Writer) int {
 	var se signalError
 	var none errNoSystemDB
 	switch {
+	case errors.Is(err, store.ErrEnvironment):
+		// Before the usage errors: an outage is no configuration error,
+		// and the supervisor waits it out instead of stopping.
+		code = exitEnvironment
 	case errors.As(err, &none):
 		code = exitUsage
 	case errors.As(err, &se):

@@ -40,6 +40,9 @@ type experimentOptions struct {
 	newRun bool
 	// given tells whether a flag was on the command line.
 	given func(flag string) bool
+	// outageTimeout is --outage-timeout: how long an unreachable database
+	// is waited out before the process stops with exit 4.
+	outageTimeout time.Duration
 }
 
 // randomKnobs are the fault knobs a --faults schedule replaces, unless 1.
@@ -89,6 +92,7 @@ func newExperimentCmd(g *globalOptions, exp *lab.Experiment, runF func(*experime
 	addExperimentFlags(c.Flags(), exp, &opts.params, &opts.seed)
 	c.Flags().StringVar(&opts.faults, "faults", "", "inject exactly these faults instead of the random ones, once each: fail@STEP#ATTEMPT, crash@SITE, crash@point:K, comma-separated, or none (a report's faults replay it)")
 	c.Flags().BoolVar(&opts.newRun, "new", false, "start a new workflow even if an earlier process left one pending; it stays PENDING for a later run")
+	c.Flags().DurationVar(&opts.outageTimeout, "outage-timeout", lab.DefaultOutageTimeout, "how long to wait for an unreachable database (an outage, a restart) before stopping with exit 4, the workflow left PENDING; under run, counted from the outage's start across restarts")
 	c.Flags().StringVar(&opts.params.WorkflowID, "workflow-id", "", "run the main workflow under this ID: the workflow of that ID if it exists (resumed, or reported if it ended), a new one under that ID if not")
 	return c
 }
@@ -139,6 +143,9 @@ func addExperimentFlags(f *pflag.FlagSet, exp *lab.Experiment, p *lab.Params, se
 
 func (o *experimentOptions) validate() error {
 	p := &o.params
+	if o.outageTimeout <= 0 {
+		return usagef("--outage-timeout must be positive, got %s", o.outageTimeout)
+	}
 	for _, f := range []struct {
 		name  string
 		value int
@@ -210,17 +217,18 @@ func (o *experimentOptions) validate() error {
 func (o *experimentOptions) openRuntime(ctx context.Context, cfg resolved, progress func(done, total int)) (rt *lab.Runtime, closeRuntime func(), err error) {
 	cfg.hold()
 	rt, err = lab.Open(ctx, lab.Config{
-		SystemDB:    cfg.systemDB,
-		Store:       cfg.store,
-		ExecutorID:  o.global.executor("durlab-" + o.exp.Name),
-		Logger:      cfg.logger,
-		Notices:     o.global.io.Err,
-		Stream:      cfg.stream,
-		Faults:      o.params.Faults,
-		Schedule:    o.schedule,
-		Experiments: workflows.Experiments(),
-		Progress:    progress,
-		New:         o.newRun,
+		SystemDB:      cfg.systemDB,
+		Store:         cfg.store,
+		ExecutorID:    o.global.executor("durlab-" + o.exp.Name),
+		Logger:        cfg.logger,
+		Notices:       o.global.io.Err,
+		Stream:        cfg.stream,
+		Faults:        o.params.Faults,
+		Schedule:      o.schedule,
+		Experiments:   workflows.Experiments(),
+		Progress:      progress,
+		New:           o.newRun,
+		OutageTimeout: o.outageTimeout,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	gio "io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,7 +71,20 @@ recovers what the last one left. Usage errors (exit 2) and failed experiments
 (exit 1) are not retried. Ctrl-C, SIGTERM or SIGHUP (a closed terminal) is
 forwarded to the child and stops the loop, exit 130, 143 or 129; the workflow
 stays pending and a later run resumes it. The child dies with run, even when
-run is SIGKILLed, and its workflow is then left as a crash leaves it.`,
+run is SIGKILLed, and its workflow is then left as a crash leaves it.
+
+A child that stops because a database is unreachable, corrupt, full or
+read-only exits 4, its workflow left PENDING. With --until-success run
+restarts it after a pause (0.5 s, doubling up to 10 s), one line per wait,
+until --outage-timeout (default 60 s) has passed since the outage began,
+then gives up with exit 4. The child itself waits out an outage met mid-run
+for what is left of that time.
+
+Exit codes: 0 the experiment behaved as expected; 1 it did not, or run gave
+up after --max-restarts; 2 bad usage or configuration (never retried); 3 a
+worker's executor claim was taken over; 4 a database is unreachable,
+corrupt, full or read-only (the workflow stays PENDING: run the same command
+again once it is back); 128+N the child or run was stopped by signal N.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -123,15 +138,52 @@ func newRunExperimentCmd(g *globalOptions, exp *lab.Experiment, opts *runOptions
 // children, and JSON output for the supervisor to read.
 func childArgs(cmd *cobra.Command, o *runOptions) []string {
 	args := []string{o.exp.exp.Name}
-	own := map[string]bool{"until-success": true, "max-restarts": true, "restart-delay": true, "output": true, "seed": true}
+	// --outage-timeout is the whole outage's, counted by the supervisor:
+	// each child gets what is left of it (withOutageTimeout).
+	own := map[string]bool{"until-success": true, "max-restarts": true, "restart-delay": true, "output": true, "seed": true,
+		"outage-timeout": true}
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		if own[f.Name] {
 			return
 		}
 		args = append(args, "--"+f.Name+"="+f.Value.String())
 	})
-	return append(args, "--seed="+strconv.FormatInt(o.exp.params.Seed, 10), "--output=json")
+	return append(args, "--seed="+strconv.FormatInt(o.exp.params.Seed, 10), "--output=json",
+		"--outage-timeout="+o.exp.outageTimeout.String())
 }
+
+// withOutageTimeout gives the next child what is left of the outage timeout.
+func withOutageTimeout(args []string, left time.Duration) []string {
+	args = slices.DeleteFunc(args, func(a string) bool { return strings.HasPrefix(a, "--outage-timeout=") })
+	return append(args, "--outage-timeout="+left.String())
+}
+
+// Waits between restarts into an outage.
+const (
+	outageFirstWait = 500 * time.Millisecond
+	outageMaxWait   = 10 * time.Second
+)
+
+// outage is what the supervisor knows of an outage under way: when it
+// began, and the next wait.
+type outage struct {
+	start time.Time // zero: none under way
+	wait  time.Duration
+}
+
+// childMet counts a child's exit 4 into the outage. A child that lived
+// longer than the budget it was given had got going and met a new outage,
+// which it waited out itself for that budget; a shorter-lived one met the
+// outage no later than its start.
+func (u *outage) childMet(lived, budget time.Duration) {
+	now := time.Now()
+	if lived > budget || u.start.IsZero() {
+		u.start, u.wait = now.Add(-min(lived, budget)), outageFirstWait
+	}
+}
+
+// over: a child got going again, or ended otherwise.
+func (u *outage) over() { u.start = time.Time{} }
 
 func supervise(ctx context.Context, cmd *cobra.Command, o *runOptions) error {
 	g := o.exp.global
@@ -166,6 +218,7 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 	defer signal.Stop(sigs)
 	start := time.Now()
 	var stopped os.Signal
+	var out outage
 	for {
 		sum.Attempts++
 		var stdout bytes.Buffer
@@ -175,7 +228,10 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 			args = slices.DeleteFunc(args, func(a string) bool { return a == "--new=true" })
 		}
 		child := exec.Command(self, args...)
-		child.Stdout, child.Stderr = &stdout, io.Err
+		var said lastLine
+		child.Stdout, child.Stderr = &stdout, gio.MultiWriter(io.Err, &said)
+		budget := outageBudget(args, o.exp.outageTimeout)
+		childStart := time.Now()
 		told, err := startfd.Listen(child)
 		if err != nil {
 			return sum, err
@@ -241,8 +297,40 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 					sum.ExitCode = 128 + int(s.(syscall.Signal))
 				}
 			}
+		case ws.ExitStatus() == exitEnvironment && o.untilSuccess:
+			sum.ExitCode = exitEnvironment
+			out.childMet(time.Since(childStart), budget)
+			outageFor := time.Since(out.start)
+			left := o.exp.outageTimeout - outageFor
+			why := said.reason()
+			switch {
+			case left <= 0:
+				fmt.Fprintf(io.Err, "durlab run: the database is still unreachable after %s (%s); giving up (exit %d): run the same command once it is back, the workflow stays PENDING\n",
+					roughly(outageFor), why, exitEnvironment)
+			case sum.Attempts > o.maxRestarts:
+				fmt.Fprintf(io.Err, "durlab run: giving up after %d restarts\n", o.maxRestarts)
+			default:
+				wait := min(out.wait, left)
+				out.wait = min(2*out.wait, outageMaxWait)
+				fmt.Fprintf(io.Err, "durlab run: the database is unreachable (%s); retrying in %s (outage %s of %s)\n",
+					why, wait.Round(100*time.Millisecond), roughly(outageFor), o.exp.outageTimeout)
+				select {
+				case <-time.After(wait):
+					restart = true
+					args = withOutageTimeout(args, max(left-wait, time.Second))
+				case s := <-sigs:
+					stopped = s
+					sum.ExitCode = 128 + int(s.(syscall.Signal))
+				}
+			}
 		default:
 			sum.ExitCode = ws.ExitStatus()
+		}
+		if restart && !(ws.Exited() && ws.ExitStatus() == exitEnvironment) {
+			// The child got going again, or died otherwise: a later
+			// outage starts its own clock, with the whole timeout.
+			out.over()
+			args = withOutageTimeout(args, o.exp.outageTimeout)
 		}
 		if !restart {
 			break
@@ -251,6 +339,71 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 	elapsed := time.Since(start)
 	sum.Elapsed, sum.ElapsedMs = elapsed.Round(time.Millisecond).String(), float64(elapsed.Microseconds())/1000
 	return sum, nil
+}
+
+// roughly is d for a line: tenths of seconds below 10 s, seconds above.
+func roughly(d time.Duration) time.Duration {
+	if d < 10*time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
+// outageBudget is the --outage-timeout args give the child.
+func outageBudget(args []string, fallback time.Duration) time.Duration {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--outage-timeout="); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				return d
+			}
+		}
+	}
+	return fallback
+}
+
+// lastLine keeps the last line a child wrote on stderr: the one that says
+// why it stopped.
+type lastLine struct {
+	mu   sync.Mutex
+	buf  []byte
+	last string
+}
+
+func (l *lastLine) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		if line := strings.TrimSpace(string(l.buf[:i])); line != "" {
+			l.last = line
+		}
+		l.buf = l.buf[i+1:]
+	}
+	if len(l.buf) > 4096 { // a line that long is no reason worth quoting
+		l.buf = l.buf[:0]
+	}
+	return len(p), nil
+}
+
+// reason is what the child's last line said was wrong, without its
+// "durlab: " and the driver's words.
+func (l *lastLine) reason() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// The child's line above says it whole; the cause's own words, in
+	// parentheses, need not be said twice.
+	r := strings.TrimPrefix(l.last, "durlab: ")
+	if i := strings.Index(r, " ("); i >= 0 {
+		r = r[:i]
+	}
+	if r == "" {
+		return "the child said nothing"
+	}
+	return r
 }
 
 func printRunSummary(io IOStreams, asJSON bool, sum runSummary, seeded bool) error {

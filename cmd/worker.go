@@ -18,11 +18,12 @@ import (
 
 // workerOptions are the flags of `durlab worker`.
 type workerOptions struct {
-	global      *globalOptions
-	queue       string
-	concurrency int
-	adoptAfter  time.Duration
-	faults      lab.Faults
+	global        *globalOptions
+	queue         string
+	concurrency   int
+	adoptAfter    time.Duration
+	faults        lab.Faults
+	outageTimeout time.Duration // --outage-timeout
 }
 
 func newWorkerCmd(g *globalOptions) *cobra.Command {
@@ -89,6 +90,7 @@ default a worker injects no fault.`,
 	f.Float64Var(&opts.faults.GenFailProb, string(lab.KnobGenFailProb), 0, "probability that a generate step fails")
 	f.Float64Var(&opts.faults.CommitCrashProb, string(lab.KnobCommitCrashProb), 0, "probability that this worker dies (SIGKILL) right after an insert commits")
 	f.IntVar(&opts.faults.Attempts, string(lab.KnobAttempts), 10, "attempts allowed to an insert step")
+	f.DurationVar(&opts.outageTimeout, "outage-timeout", lab.DefaultOutageTimeout, "how long to wait for an unreachable database before stopping with exit 4, its batches left PENDING for a restart")
 	return c
 }
 
@@ -104,6 +106,9 @@ func (o *workerOptions) validate(c *cobra.Command) error {
 	}
 	if o.adoptAfter != 0 && o.adoptAfter < lab.MinAdoptAfter {
 		return usagef("--adopt-after must be 0 (never adopt) or at least %s, got %s: a process takes up to 2s to find out it lost its claim, and must have stopped writing before anyone adopts its work", lab.MinAdoptAfter, o.adoptAfter)
+	}
+	if o.outageTimeout <= 0 {
+		return usagef("--outage-timeout must be positive, got %s", o.outageTimeout)
 	}
 	if o.faults.Attempts < 1 {
 		return usagef("--attempts must be at least 1, got %d", o.faults.Attempts)
@@ -133,17 +138,18 @@ func runWorker(ctx context.Context, o *workerOptions) error {
 	}
 	cfg.hold() // DBOS's own lines for an error Open returns anyway
 	rt, err := lab.Open(ctx, lab.Config{
-		SystemDB:    cfg.systemDB,
-		Store:       cfg.store,
-		ExecutorID:  g.executor(defaultWorkerID(o.queue)),
-		Logger:      cfg.logger,
-		Notices:     g.io.Err,
-		Stream:      cfg.stream,
-		Faults:      o.faults,
-		Experiments: workflows.Experiments(),
-		Serve:       o.queue,
-		Concurrency: o.concurrency,
-		AdoptAfter:  o.adoptAfter,
+		SystemDB:      cfg.systemDB,
+		Store:         cfg.store,
+		ExecutorID:    g.executor(defaultWorkerID(o.queue)),
+		Logger:        cfg.logger,
+		Notices:       g.io.Err,
+		Stream:        cfg.stream,
+		Faults:        o.faults,
+		Experiments:   workflows.Experiments(),
+		Serve:         o.queue,
+		Concurrency:   o.concurrency,
+		AdoptAfter:    o.adoptAfter,
+		OutageTimeout: o.outageTimeout,
 	})
 	if err != nil {
 		var se signalError

@@ -103,15 +103,33 @@ func (rt *Runtime) fence(err error) {
 // fencedStore is the store as this process writes it: each write first
 // waits for the executor claim to be held. The claim is held nearly always,
 // and then a write costs one channel receive.
+//
+// It is also where the run's environment faults are met (environment.go):
+// every operation waits out an outage, or ends the process.
 type fencedStore struct {
 	store.Store
 	claim   claim
 	stop    <-chan struct{} // the Runtime's: a stopping process waits no more
 	waiting *gateWaiters
+	env     *environment
 }
 
-func newFencedStore(st store.Store, cl claim, stop <-chan struct{}) fencedStore {
-	return fencedStore{Store: st, claim: cl, stop: stop, waiting: &gateWaiters{byWrite: map[*[]store.Event]bool{}}}
+func newFencedStore(st store.Store, cl claim, stop <-chan struct{}, env *environment) fencedStore {
+	return fencedStore{Store: st, claim: cl, stop: stop, waiting: &gateWaiters{byWrite: map[*[]store.Event]bool{}}, env: env}
+}
+
+// endure runs op through the environment's outage handling.
+func (s fencedStore) endure(ctx context.Context, op func() error) error {
+	return s.env.endure(ctx, s.stop, op)
+}
+
+// write runs a write: in a dbos.RunAsTransaction transaction (tx set),
+// whose faults DBOS retries, or on its own.
+func (s fencedStore) write(ctx context.Context, tx store.Tx, op func() error) error {
+	if tx != nil {
+		return s.env.inTransaction(op())
+	}
+	return s.endure(ctx, op)
 }
 
 // gate waits for the claim; events are those of the write, which tell
@@ -126,6 +144,8 @@ func (s fencedStore) gate(ctx context.Context, events []store.Event) error {
 	key := &events
 	s.waiting.add(key)
 	defer s.waiting.remove(key)
+	// A claim lost for longer than the outage timeout ends the process
+	// (Runtime.watchClaim), so this wait is bounded.
 	select {
 	case <-held:
 		return nil
@@ -190,24 +210,53 @@ func (s fencedStore) Table(v store.Variant) store.Table {
 }
 
 func (s fencedStore) Update(ctx context.Context, f func(tx store.Tx) error) error {
-	if err := s.gate(ctx, nil); err != nil {
-		return err
-	}
-	return s.Store.Update(ctx, f)
+	return s.endure(ctx, func() error {
+		if err := s.gate(ctx, nil); err != nil {
+			return err
+		}
+		return s.Store.Update(ctx, f)
+	})
 }
 
 func (s fencedStore) WritePage(ctx context.Context, tx store.Tx, v store.Variant, users []fake.User, workflowID string, analyzedAt time.Time, events []store.Event) error {
-	if err := s.gate(ctx, events); err != nil {
-		return err
-	}
-	return s.Store.WritePage(ctx, tx, v, users, workflowID, analyzedAt, events)
+	return s.write(ctx, tx, func() error {
+		if err := s.gate(ctx, events); err != nil {
+			return err
+		}
+		return s.Store.WritePage(ctx, tx, v, users, workflowID, analyzedAt, events)
+	})
 }
 
 func (s fencedStore) AppendEvents(ctx context.Context, tx store.Tx, events []store.Event) error {
-	if err := s.gate(ctx, events); err != nil {
-		return err
-	}
-	return s.Store.AppendEvents(ctx, tx, events)
+	return s.write(ctx, tx, func() error {
+		if err := s.gate(ctx, events); err != nil {
+			return err
+		}
+		return s.Store.AppendEvents(ctx, tx, events)
+	})
+}
+
+// The reads a run makes wait out an outage too: a step that counts the
+// users must not fail its workflow for one.
+
+func (s fencedStore) Events(ctx context.Context, root string) (events []store.Event, err error) {
+	err = s.endure(ctx, func() error { events, err = s.Store.Events(ctx, root); return err })
+	return events, err
+}
+
+func (s fencedStore) Crashes(ctx context.Context, root string) (crashes []store.Crash, err error) {
+	err = s.endure(ctx, func() error { crashes, err = s.Store.Crashes(ctx, root); return err })
+	return crashes, err
+}
+
+func (t fencedTable) Counts(ctx context.Context, workflowID string) (c store.Counts, err error) {
+	err = t.s.endure(ctx, func() error { c, err = t.Table.Counts(ctx, workflowID); return err })
+	return c, err
+}
+
+func (t fencedTable) TotalRows(ctx context.Context) (n int64, err error) {
+	err = t.s.endure(ctx, func() error { n, err = t.Table.TotalRows(ctx); return err })
+	return n, err
 }
 
 // fencedTable is a users table whose writes wait as fencedStore's do.
@@ -217,22 +266,30 @@ type fencedTable struct {
 }
 
 func (t fencedTable) Insert(ctx context.Context, tx store.Tx, users []fake.User, workflowID string, analyzedAt time.Time) error {
-	if err := t.s.gate(ctx, nil); err != nil {
-		return err
-	}
-	return t.Table.Insert(ctx, tx, users, workflowID, analyzedAt)
+	return t.s.write(ctx, tx, func() error {
+		if err := t.s.gate(ctx, nil); err != nil {
+			return err
+		}
+		return t.Table.Insert(ctx, tx, users, workflowID, analyzedAt)
+	})
 }
 
 func (t fencedTable) InsertPage(ctx context.Context, users []fake.User, workflowID string, analyzedAt time.Time) error {
-	if err := t.s.gate(ctx, nil); err != nil {
-		return err
-	}
-	return t.Table.InsertPage(ctx, users, workflowID, analyzedAt)
+	return t.s.endure(ctx, func() error {
+		if err := t.s.gate(ctx, nil); err != nil {
+			return err
+		}
+		return t.Table.InsertPage(ctx, users, workflowID, analyzedAt)
+	})
 }
 
-func (t fencedTable) Delete(ctx context.Context, workflowIDs []string) (int64, error) {
-	if err := t.s.gate(ctx, nil); err != nil {
-		return 0, err
-	}
-	return t.Table.Delete(ctx, workflowIDs)
+func (t fencedTable) Delete(ctx context.Context, workflowIDs []string) (n int64, err error) {
+	err = t.s.endure(ctx, func() error {
+		if err := t.s.gate(ctx, nil); err != nil {
+			return err
+		}
+		n, err = t.Table.Delete(ctx, workflowIDs)
+		return err
+	})
+	return n, err
 }

@@ -208,7 +208,7 @@ func TestFencedStoreWaitsForTheClaim(t *testing.T) {
 	defer st.Close()
 	gate := make(chan struct{})
 	stop := make(chan struct{})
-	fs := newFencedStore(st, fakeClaim{ch: gate}, stop)
+	fs := newFencedStore(st, fakeClaim{ch: gate}, stop, testEnvironment(t))
 	ctx := context.Background()
 	begin := store.Event{Root: "r", Workflow: "b1", Execution: "x1", Kind: store.ExecutionBegan, Number: 2, StepID: -1, Seq: 1, At: time.Now()}
 	done := make(chan error, 1)
@@ -231,7 +231,7 @@ func TestFencedStoreWaitsForTheClaim(t *testing.T) {
 		t.Error("a written write still waits")
 	}
 
-	closed := newFencedStore(st, fakeClaim{ch: make(chan struct{})}, stop)
+	closed := newFencedStore(st, fakeClaim{ch: make(chan struct{})}, stop, testEnvironment(t))
 	go func() { done <- closed.Table(store.Ledger).InsertPage(ctx, nil, "r", time.Now()) }()
 	close(stop)
 	if err := <-done; !errors.Is(err, ErrClaimLost) {
@@ -255,4 +255,11 @@ func TestGateWaitersWorkflows(t *testing.T) {
 	if len(got) != 1 || got["b2"] != 0 {
 		t.Errorf("workflows %v, want only b2, number unknown", got)
 	}
+}
+
+// testEnvironment waits out outages for a minute and fails the test if the
+// process would be stopped on one.
+func testEnvironment(t *testing.T) *environment {
+	return &environment{timeout: time.Minute, notices: func(string, ...any) {},
+		stop: func(err error) { t.Errorf("the process would stop on %v", err) }}
 }

@@ -63,6 +63,7 @@ import (
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	_ "github.com/dbos-inc/dbos-transact-golang/dbos/driver/sqlite" // SQLite system database
 
+	"github.com/durlab/durlab/dburl"
 	"github.com/durlab/durlab/store"
 )
 
@@ -116,6 +117,10 @@ type Config struct {
 	// New: the command starts a new workflow even when this executor left
 	// some pending; those stay PENDING, untouched (leftovers.go).
 	New bool
+	// OutageTimeout is how long an unreachable store or system database
+	// is waited out before the process stops with ExitEnvironment, its
+	// workflows PENDING (environment.go); 0: DefaultOutageTimeout.
+	OutageTimeout time.Duration
 	// AdoptAfter, if positive, makes this process adopt the pending
 	// workflows of executors whose claim no live process has held for that
 	// long (adopt.go); at least MinAdoptAfter.
@@ -227,7 +232,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 			Logger:             cfg.Logger,
 		})
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrSystemDB, err)
+			return systemDBError(cfg.SystemDB, err)
 		}
 		return nil
 	})
@@ -237,7 +242,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	cl, waited, err := claimOrWait(ctx, cfg.SystemDB, dbos.GetExecutorID(rt.dbos), notices)
 	if err != nil {
 		dbos.Shutdown(rt.dbos, time.Second)
-		return nil, err
+		return nil, store.Environment("system database", cfg.SystemDB, err)
 	}
 	rt.claim, rt.waited, rt.systemDB = cl, waited, cfg.SystemDB
 	rt.fenceOwn()
@@ -248,13 +253,20 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	// Every write waits while the claim is lost (adopt_fence.go).
-	rt.store = newFencedStore(st, cl, rt.stop)
+	env := &environment{timeout: cmpOr(cfg.OutageTimeout, DefaultOutageTimeout), raw: cfg.Store,
+		systemDB: dburl.Redacted(cfg.SystemDB), stop: rt.stopOnFault,
+		notices: func(format string, args ...any) { fmt.Fprintf(notices, "durlab: "+format+"\n", args...) }}
+	rt.store = newFencedStore(st, cl, rt.stop, env)
+	rt.watchClaim(env)
 	rt.rec = newRecorder(rt.store, rt.ExecutorID(), &rt.timings)
 	rt.register(cfg.Experiments)
 	// The DataSource must exist before Launch, which may recover an
 	// exactly-once workflow that needs it.
 	if rt.dataSource, err = rt.store.NewDataSource(rt.dbos); err != nil {
 		rt.shutdown()
+		if env := store.Environment("store", cfg.Store, err); env != err {
+			return nil, env
+		}
 		return nil, fmt.Errorf("%w: transactional data source: %v", store.ErrUnavailable, err)
 	}
 	if err := rt.listen(cfg); err != nil {
@@ -264,20 +276,30 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	before, err := rt.pendingOf(rt.ExecutorID())
 	if err != nil {
 		rt.shutdown()
-		return nil, fmt.Errorf("%w: %v", ErrSystemDB, err)
+		return nil, systemDBError(cfg.SystemDB, err)
 	}
 	if rt.newRun = cfg.New; cfg.New {
 		rt.parkLeftovers(before)
 	}
 	if err := dbos.Launch(rt.dbos); err != nil {
 		rt.shutdown()
-		return nil, fmt.Errorf("%w: launch: %v", ErrSystemDB, err)
+		return nil, systemDBError(cfg.SystemDB, fmt.Errorf("launch: %w", err))
 	}
 	rt.leftPending = before
 	if cfg.AdoptAfter > 0 {
 		rt.watchDead(max(cfg.AdoptAfter, MinAdoptAfter))
 	}
 	return rt, nil
+}
+
+// systemDBError is a failure of the system database at start: an outage
+// or another environment fault as such (exit 4: the same command succeeds
+// later), anything else as ErrSystemDB (configuration, exit 2).
+func systemDBError(systemDB string, err error) error {
+	if env := store.Environment("system database", systemDB, err); env != err {
+		return env
+	}
+	return fmt.Errorf("%w: %v", ErrSystemDB, err)
 }
 
 // runtimeOf is the Runtime a workflow runs in.

@@ -40,14 +40,17 @@ import (
 
 // Outcomes of executions and attempts, as the ledger records them.
 const (
-	OutcomeOK        = "ok"        // the attempt or the workflow function succeeded
-	OutcomeInjected  = "injected"  // an injected failure
-	OutcomeUnique    = "unique"    // a UNIQUE violation
-	OutcomeError     = "error"     // any other error
-	OutcomeCrashed   = "crashed"   // an injected crash killed it
-	OutcomeStopped   = "stopped"   // the process was stopped by a signal
-	OutcomeCancelled = "cancelled" // the workflow was cancelled
-	OutcomeReplayed  = "replayed"  // taken from its checkpoint
+	OutcomeOK       = "ok"       // the attempt or the workflow function succeeded
+	OutcomeInjected = "injected" // an injected failure
+	OutcomeUnique   = "unique"   // a UNIQUE violation
+	OutcomeError    = "error"    // any other error
+	OutcomeCrashed  = "crashed"  // an injected crash killed it
+	OutcomeStopped  = "stopped"  // the process was stopped by a signal
+	// OutcomeEnvironment: the process stopped on an environment fault of a
+	// database (environment.go); the workflow stays PENDING.
+	OutcomeEnvironment = "environment"
+	OutcomeCancelled   = "cancelled" // the workflow was cancelled
+	OutcomeReplayed    = "replayed"  // taken from its checkpoint
 )
 
 // Fault kinds.

@@ -45,12 +45,17 @@ func WithMigrationLock(ctx context.Context, systemDB string, f func() error) err
 	}
 	conn, err := store.OpenLockSession(ctx, systemDB, "postgres", "")
 	if err != nil {
+		// DBOS flattens its connection errors into text, so an outage is
+		// told apart here, by the driver's typed error, before DBOS tries.
+		if env := store.Environment("system database", systemDB, err); env != err {
+			return env
+		}
 		return f()
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	key := fmt.Sprintf("durlab-migrate:%s", cfg.Database)
 	if err := conn.LockName(ctx, key); err != nil {
-		return fmt.Errorf("%w: migration lock: %v", ErrSystemDB, err)
+		return systemDBError(systemDB, fmt.Errorf("migration lock: %w", err))
 	}
 	defer conn.UnlockName(context.WithoutCancel(ctx), key)
 	return f()

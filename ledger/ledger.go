@@ -542,7 +542,7 @@ func (a *Attempt) failed() bool {
 
 // died tells whether the attempt's process died during it.
 func (a *Attempt) died() bool {
-	return a.Outcome == OutcomeDied || a.Outcome == "crashed" || a.Outcome == "stopped"
+	return a.Outcome == OutcomeDied || a.Outcome == "crashed" || a.Outcome == "stopped" || a.Outcome == "environment"
 }
 
 // attribute marks every write of a page already written with its cause.

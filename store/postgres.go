@@ -33,7 +33,7 @@ func openPostgres(ctx context.Context, u dburl.URL, readOnly bool) (Store, error
 	where := u.Redacted()
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
+		return nil, openFailed(u.Raw, where, err)
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, pgOpenTimeout)
 	defer cancel()
@@ -51,13 +51,13 @@ func openPostgres(ctx context.Context, u dburl.URL, readOnly bool) (Store, error
 		if errors.As(err, &denied) {
 			return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(denied.Error()))
 		}
-		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
+		return nil, openFailed(u.Raw, where, err)
 	}
 	s := &sqlStore{db: stdlib.OpenDBFromPool(pool), d: postgresDialect, pool: pool, readOnly: readOnly}
 	if readOnly {
 		if err := s.checkLedger(ctx); err != nil {
 			s.Close()
-			return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
+			return nil, openFailed(u.Raw, where, err)
 		}
 		return s, nil
 	}
@@ -66,7 +66,7 @@ func openPostgres(ctx context.Context, u dburl.URL, readOnly bool) (Store, error
 	lcfg.MaxConns = 2
 	if s.ledgerPool, err = pgxpool.NewWithConfig(ctx, lcfg); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
+		return nil, openFailed(u.Raw, where, err)
 	}
 	s.ledger = stdlib.OpenDBFromPool(s.ledgerPool)
 	if err := s.prepare(ctx); err != nil {
@@ -74,13 +74,23 @@ func openPostgres(ctx context.Context, u dburl.URL, readOnly bool) (Store, error
 		if errors.Is(err, ErrForeignSchema) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
+		return nil, openFailed(u.Raw, where, err)
 	}
 	if err := s.prepareEvents(ctx); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, where, scrub(err.Error()))
+		return nil, openFailed(u.Raw, where, err)
 	}
 	return s, nil
+}
+
+// openFailed is a failure to open the database raw names, where for
+// display: an environment fault as such (the command may succeed later,
+// exit 4), anything else as ErrUnavailable (configuration, exit 2).
+func openFailed(raw, where string, err error) error {
+	if Classify(err) != FaultNone {
+		return Environment("store", raw, err)
+	}
+	return fmt.Errorf("%w: %s: %s", ErrUnavailable, where, dburl.Redact(err.Error(), raw))
 }
 
 // isMissingDatabase tells whether err is the server's "database does not

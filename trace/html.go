@@ -386,7 +386,7 @@ func (tl *timeline) lane(ax axis, wf *Workflow, x *Execution, next *Execution, k
 		if next != nil {
 			why += "; " + executionName(next) + " recovered the workflow at " + clock(tl.start(next))
 		}
-	case "stopped", "error", "cancelled":
+	case "stopped", "environment", "error", "cancelled":
 		mark, why = x.Outcome, l.Outcome
 		if x.Error != "" {
 			why += "\nerror: " + x.Error

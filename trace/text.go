@@ -211,6 +211,8 @@ func (r *textRenderer) executionOutcome(x *Execution) string {
 		s = r.p.bad.Sprint("killed from outside")
 	case "stopped":
 		s = r.p.warn.Sprint("stopped by a signal")
+	case "environment":
+		s = r.p.warn.Sprint("stopped: a database failed (unreachable, corrupt or full); left PENDING")
 	case "cancelled":
 		s = r.p.warn.Sprint("cancelled")
 	case "running":
@@ -272,6 +274,8 @@ func (r *textRenderer) attemptOutcome(a *Attempt) string {
 		s = r.p.bad.Sprint("crashed at " + a.Site)
 	case "stopped":
 		s = r.p.warn.Sprint("stopped by a signal")
+	case "environment":
+		s = r.p.warn.Sprint("stopped: a database failed (unreachable, corrupt or full); left PENDING")
 	case "running":
 		s = r.p.warn.Sprint("running")
 	default:
