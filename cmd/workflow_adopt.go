@@ -34,6 +34,9 @@ type adoptResult struct {
 	// Finished: every adopted workflow ended (in any status).
 	Finished bool   `json:"finished"`
 	Note     string `json:"note"`
+	// HandedBack are the other workflows this process dequeued and did
+	// not finish, resumed for another process (lab.CloseHandingBack).
+	HandedBack []string `json:"handed_back,omitempty"`
 }
 
 func newWorkflowAdoptCmd(g *globalOptions, runF func(*workflowAdoptOptions) error) *cobra.Command {
@@ -53,7 +56,9 @@ to recover.
 
 This process runs under its own executor ID (--executor-id, default
 durlab-adopt-EXECUTOR_ID): if it is stopped, what it was running stays PENDING
-there, and the same command run again, or a worker, takes it up. Exit 0 when
+there, and the same command run again, or a worker, takes it up. When it
+finishes, any other workflow it took from the queues and did not finish is
+resumed on DBOS's internal queue, for the next durlab process. Exit 0 when
 every adopted workflow ended in SUCCESS, 1 otherwise.`,
 		Example: `  durlab workflow adopt w1
   durlab workflow adopt durlab-dedup --output json`,
@@ -108,7 +113,13 @@ func runWorkflowAdopt(ctx context.Context, o *workflowAdoptOptions) error {
 		return err
 	}
 	cfg.flush()
-	defer func() { cfg.quiet(); rt.Close() }()
+	closed := false
+	defer func() {
+		if !closed {
+			cfg.quiet()
+			rt.Close()
+		}
+	}()
 	a, err := rt.Adopt(ctx, o.executor)
 	switch {
 	case errors.Is(err, lab.ErrExecutorInUse), errors.Is(err, lab.ErrAdoptSelf):
@@ -144,6 +155,17 @@ func runWorkflowAdopt(ctx context.Context, o *workflowAdoptOptions) error {
 		}
 	}
 	res.Note = fmt.Sprintf("the %s adopted from executor %s finished: %d in SUCCESS", lab.Count(len(wfs), "workflow", "workflows"), o.executor, ok)
+	cfg.quiet()
+	closed = true
+	handed, err := rt.CloseHandingBack(ctx)
+	if err != nil {
+		return fmt.Errorf("handing back the workflows this process took from their queues: %w", err)
+	}
+	if len(handed) > 0 {
+		res.HandedBack = handed
+		fmt.Fprintf(g.io.Err, "durlab: %s this process took from the queues beside the adopted %s not finished here: resumed on DBOS's internal queue, for the next durlab process (%s)\n",
+			lab.Count(len(handed), "workflow", "workflows"), plural(len(handed), "one is", "ones are"), strings.Join(handed, ", "))
+	}
 	if err := printAdopt(g.io, cfg.json, res); err != nil {
 		return err
 	}

@@ -30,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -285,6 +286,40 @@ func (a *Adoption) queues() string {
 		parts = append(parts, fmt.Sprintf("%d on %s", count[q], q))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// CloseHandingBack closes a runtime that adopted by hand (`durlab
+// workflow adopt`), and hands on what else it took meanwhile. To run the
+// adopted workflows it serves their queues, so it may have dequeued other
+// workflows too; its executor ID was made up for the occasion, and no
+// process will come back under it to recover them, so once DBOS has shut
+// down (and stopped running them here), each workflow left PENDING under
+// that ID is resumed on DBOS's internal queue, which every durlab process
+// serves. It returns their IDs.
+func (rt *Runtime) CloseHandingBack(ctx context.Context) ([]string, error) {
+	self := rt.ExecutorID()
+	if err := rt.Close(); err != nil {
+		return nil, err
+	}
+	client, err := dbos.NewClient(ctx, dbos.ClientConfig{DatabaseURL: rt.systemDB, AppName: AppName,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	defer client.Shutdown(client, 5*time.Second)
+	left, err := dbos.ListWorkflows(client, dbos.WithFilterExecutorIDs(self), dbos.WithFilterStatus(dbos.WorkflowStatusPending),
+		dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, w := range left {
+		if _, err := dbos.ResumeWorkflow[any](client, w.ID); err != nil {
+			return ids, err
+		}
+		ids = append(ids, w.ID)
+	}
+	return ids, nil
 }
 
 // Adopted are the adoptions this process made, with their workflows.

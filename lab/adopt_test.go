@@ -3,10 +3,14 @@ package lab
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/durlab/durlab/internal/pgtest"
@@ -262,4 +266,41 @@ func TestGateWaitersWorkflows(t *testing.T) {
 func testEnvironment(t *testing.T) *environment {
 	return &environment{timeout: time.Minute, notices: func(string, ...any) {},
 		stop: func(err error) { t.Errorf("the process would stop on %v", err) }}
+}
+
+// An adopter by hand hands on, when it closes, what it dequeued beside
+// the adopted workflows and did not finish: left PENDING under its made-up
+// executor ID, it would wait for a process that never comes.
+func TestCloseHandingBackResumesWhatWasLeftPending(t *testing.T) {
+	dir := t.TempDir()
+	systemDB := "sqlite:" + filepath.Join(dir, "dbos.sqlite")
+	rt, err := Open(context.Background(), Config{SystemDB: systemDB, Store: filepath.Join(dir, "users.db"), ExecutorID: "durlab-adopt-w9",
+		Logger: slog.New(slog.DiscardHandler), Notices: io.Discard, Experiments: testExperiments})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := dbos.RunWorkflow(rt.dbos, holdWorkflow.fn, Input{Pages: 1, PageSize: 1})
+	if err != nil {
+		rt.Close()
+		t.Fatal(err)
+	}
+	handed, err := rt.CloseHandingBack(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(handed) != 1 || handed[0] != h.GetWorkflowID() {
+		t.Fatalf("handed back %v, want [%s]", handed, h.GetWorkflowID())
+	}
+	client, err := dbos.NewClient(context.Background(), dbos.ClientConfig{DatabaseURL: systemDB, AppName: AppName, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Shutdown(client, time.Second)
+	wfs, err := dbos.ListWorkflows(client, dbos.WithFilterWorkflowIDs(h.GetWorkflowID()))
+	if err != nil || len(wfs) != 1 {
+		t.Fatalf("list: %v, %d", err, len(wfs))
+	}
+	if w := wfs[0]; w.Status != dbos.WorkflowStatusEnqueued || !strings.HasPrefix(w.QueueName, "_dbos") {
+		t.Errorf("after the hand-back: %s on queue %q, want ENQUEUED on DBOS's internal queue", w.Status, w.QueueName)
+	}
 }
