@@ -344,6 +344,7 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	}
 	defer closeRuntime()
 	o.params.OnStart = o.onStart
+	o.params.OnNewID = startfd.Tell
 	if o.params.Queue != "" && o.exp.HasFaults() {
 		fmt.Fprintf(g.io.Err, "durlab: the batches run on the workers of queue %s and obey the workers' fault flags; this command's --fail-prob, --gen-fail-prob and --commit-crash-prob apply only to batches it runs itself, its --crash-prob to the main workflow\n", o.params.Queue)
 	}

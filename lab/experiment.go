@@ -100,6 +100,10 @@ type Params struct {
 	WorkflowID string
 	// OnStart, if set, is told how the run began, before Run waits for it.
 	OnStart func(Start)
+	// OnNewID, if set, is told the ID of a new main workflow before it
+	// starts: a supervisor that learns it only once the workflow runs may
+	// lose it to a crash in between (package startfd).
+	OnNewID func(id string)
 }
 
 // DefaultWait is the Python original's pause before deciding about a

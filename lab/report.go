@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	"github.com/google/uuid"
 
 	"github.com/durlab/durlab/internal/shell"
 	"github.com/durlab/durlab/ledger"
@@ -234,11 +235,14 @@ func startNew[R any](rt *Runtime, name string, wf *Workflow[Input, R], p Params,
 			return nil, false, err
 		}
 	}
-	var opts []dbos.WorkflowOption
-	if p.WorkflowID != "" {
-		opts = append(opts, dbos.WithWorkflowID(p.WorkflowID))
+	id := p.WorkflowID
+	if id == "" {
+		id = uuid.NewString() // as DBOS would, but known before it starts
 	}
-	h, err := dbos.RunWorkflow(started(rt.dbos, name, ""), wf.fn, p.Input, opts...)
+	if p.OnNewID != nil {
+		p.OnNewID(id)
+	}
+	h, err := dbos.RunWorkflow(started(rt.dbos, name, ""), wf.fn, p.Input, dbos.WithWorkflowID(id))
 	return h, false, err
 }
 

@@ -22,15 +22,22 @@ import (
 // Env names the descriptor in the child's environment.
 const Env = "DURLAB_START_FD"
 
+// told: Tell closes the descriptor, whose number the process may then
+// reuse for a file of its own, so it must never write there again.
+var told sync.Once
+
 // Tell writes id to the supervisor's descriptor, if this process has one.
+// Only the first call of a process tells.
 func Tell(id string) {
-	fd, err := strconv.Atoi(os.Getenv(Env))
-	if err != nil || fd < 3 {
-		return
-	}
-	f := os.NewFile(uintptr(fd), "durlab-start")
-	f.WriteString(id + "\n")
-	f.Close()
+	told.Do(func() {
+		fd, err := strconv.Atoi(os.Getenv(Env))
+		if err != nil || fd < 3 {
+			return
+		}
+		f := os.NewFile(uintptr(fd), "durlab-start")
+		f.WriteString(id + "\n")
+		f.Close()
+	})
 }
 
 // Listener reads what one child tells.
