@@ -160,9 +160,24 @@ func runWorkflowCancel(ctx context.Context, o *workflowOpOptions) error {
 		if err != nil {
 			return res, err
 		}
-		res.Status, res.Changed = string(after.Status), after.Status != before.Status || len(live) > 0
+		// Read again: a descendant that ended between the listing and the
+		// cancel was left as it ended.
+		cancelled := 0
+		if len(live) > 0 {
+			now, err := dbos.ListWorkflows(in.client, dbos.WithFilterWorkflowIDs(ids[1:]...),
+				dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+			if err != nil {
+				return res, fmt.Errorf("reading the descendants of workflow %s: %w", o.id, err)
+			}
+			for _, d := range now {
+				if d.Status == dbos.WorkflowStatusCancelled {
+					cancelled++
+				}
+			}
+		}
+		res.Status, res.Changed = string(after.Status), after.Status != before.Status || cancelled > 0
 		if res.Children != nil {
-			res.Children.Cancelled = len(live)
+			res.Children.Cancelled = cancelled
 		}
 		what := fmt.Sprintf("workflow %s cancelled (was %s)", o.id, before.Status)
 		if finished(before.Status) {
@@ -172,13 +187,19 @@ func runWorkflowCancel(ctx context.Context, o *workflowOpOptions) error {
 		case o.noChildren:
 		case res.Children.All == 0:
 		default:
-			what += fmt.Sprintf(", with %s of its %s", lab.Count(len(live), "descendant", "descendants"), lab.Count(res.Children.All, "child workflow", "child workflows and their children"))
-			if done := res.Children.All - len(live); done > 0 {
+			what += fmt.Sprintf(", with %s of its %s", lab.Count(cancelled, "descendant", "descendants"), lab.Count(res.Children.All, "child workflow", "child workflows and their children"))
+			if done := res.Children.All - cancelled; done > 0 {
 				what += fmt.Sprintf(" (%d had ended)", done)
 			}
 		}
-		res.Note = what + ": a step in progress finishes, and every attempt about to write stops first; `" +
-			shell.Join("durlab", "workflow", "resume", o.id) + "` restarts " + plural(len(live)+1, "it", "them all")
+		res.Note = what + ": a step in progress finishes, and every attempt about to write stops first; "
+		switch before.Status {
+		case dbos.WorkflowStatusSuccess, dbos.WorkflowStatusError:
+			res.Note += fmt.Sprintf("a workflow that ended %s cannot be resumed, nor can its descendants run on: `%s --step N` runs it again from a step",
+				before.Status, shell.Join("durlab", "workflow", "fork", o.id))
+		default:
+			res.Note += "`" + shell.Join("durlab", "workflow", "resume", o.id) + "` restarts " + plural(cancelled+1, "it", "them all")
+		}
 		if o.noChildren && before.ParentWorkflowID == "" {
 			res.Note += "; its child workflows were not cancelled, but each cancels itself before its next write"
 		}
@@ -205,6 +226,18 @@ func parentNote(in *inspector, child dbos.WorkflowStatus) (string, error) {
 	}
 	return fmt.Sprintf("its parent %s is %s and fails when it awaits this cancelled workflow: `%s` before then lets it go on, `%s` stops the whole run instead",
 		parent.ID, parent.Status, shell.Join("durlab", "workflow", "resume", child.ID), shell.Join("durlab", "workflow", "cancel", parent.ID)), nil
+}
+
+// rootOf is the main workflow of w's run: its farthest parent.
+func rootOf(in *inspector, w dbos.WorkflowStatus) (dbos.WorkflowStatus, error) {
+	for w.ParentWorkflowID != "" {
+		parent, err := in.lookup(w.ParentWorkflowID, false)
+		if err != nil {
+			return w, err
+		}
+		w = parent
+	}
+	return w, nil
 }
 
 // childCounts is cancel's and resume's count of a workflow's descendants.
@@ -265,13 +298,15 @@ func runWorkflowResume(ctx context.Context, o *workflowOpOptions) error {
 			}
 			children = &childCounts{All: len(all), Resumed: len(cancelled)}
 		}
-		for _, id := range cancelled {
-			if _, err := dbos.ResumeWorkflow[any](in.client, id); err != nil {
-				return opResult{}, fmt.Errorf("resuming workflow %s: %w", id, notFound(id, err))
+		// One statement for all: a batch resumed before its main workflow
+		// would find the main still CANCELLED at its first write, and
+		// cancel itself again (lab/tree.go).
+		if len(cancelled) == 0 {
+			if _, err := dbos.ResumeWorkflow[any](in.client, o.id); err != nil {
+				return opResult{}, fmt.Errorf("resuming workflow %s: %w", o.id, notFound(o.id, err))
 			}
-		}
-		if _, err := dbos.ResumeWorkflow[any](in.client, o.id); err != nil {
-			return opResult{}, fmt.Errorf("resuming workflow %s: %w", o.id, notFound(o.id, err))
+		} else if _, err := dbos.ResumeWorkflows[any](in.client, append([]string{o.id}, cancelled...)); err != nil {
+			return opResult{}, fmt.Errorf("resuming workflow %s and its cancelled descendants: %w", o.id, notFound(o.id, err))
 		}
 		after, err := in.lookup(o.id, false)
 		if err != nil {
@@ -285,6 +320,16 @@ func runWorkflowResume(ctx context.Context, o *workflowOpOptions) error {
 		}
 		res.Note = fmt.Sprintf("workflow %s resumed (was %s)%s: %s on queue %s; %s",
 			o.id, before.Status, with, after.Status, dash(after.QueueName), whereItRuns(after))
+		if before.ParentWorkflowID != "" {
+			root, err := rootOf(in, before)
+			if err != nil {
+				return opResult{}, err
+			}
+			if root.Status == dbos.WorkflowStatusCancelled || root.Status == dbos.WorkflowStatusError || root.Status == dbos.WorkflowStatusSuccess {
+				res.Note += fmt.Sprintf("; but its run's main workflow %s is %s, so it cancels itself again before its first write: resume %s instead",
+					root.ID, root.Status, root.ID)
+			}
+		}
 		return res, nil
 	})
 }
@@ -305,6 +350,9 @@ func runWorkflowFork(ctx context.Context, o *workflowOpOptions) error {
 			}
 			return opResult{}, usagef("--step %d: workflow %s recorded steps 0 to %d; use --step 0 to %d (see %s)",
 				o.step, o.id, next-1, next, shell.Join("durlab", "workflow", "steps", o.id))
+		}
+		if err := checkSharedChildren(in, o, steps); err != nil {
+			return opResult{}, err
 		}
 		h, err := dbos.ForkWorkflow[any](in.client, dbos.ForkWorkflowInput{
 			OriginalWorkflowID: o.id,
@@ -334,6 +382,43 @@ func runWorkflowFork(ctx context.Context, o *workflowOpOptions) error {
 			orig.ID, forked.ID, reuse, forked.Status, dash(forked.QueueName), whereItRuns(forked))
 		return res, nil
 	})
+}
+
+// checkSharedChildren refuses a fork that would share a child workflow
+// that was cancelled or failed: the fork awaits the very same child
+// (lab/fork.go), and fails with it. From the step that started the first
+// such child, the fork starts that child anew.
+func checkSharedChildren(in *inspector, o *workflowOpOptions, steps []dbos.StepInfo) error {
+	startedAt := map[string]int{}
+	var ids []string
+	for _, s := range steps {
+		if s.StepID < o.step && s.ChildWorkflowID != "" && s.StepName != "DBOS.getResult" {
+			startedAt[s.ChildWorkflowID] = s.StepID
+			ids = append(ids, s.ChildWorkflowID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	kids, err := dbos.ListWorkflows(in.client, dbos.WithFilterWorkflowIDs(ids...),
+		dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+	if err != nil {
+		return fmt.Errorf("reading the child workflows of %s: %w", o.id, err)
+	}
+	bad, first := 0, -1
+	for _, k := range kids {
+		if k.Status == dbos.WorkflowStatusCancelled || k.Status == dbos.WorkflowStatusError {
+			bad++
+			if at := startedAt[k.ID]; first < 0 || at < first {
+				first = at
+			}
+		}
+	}
+	if bad == 0 {
+		return nil
+	}
+	return usagef("--step %d: the fork would share %s of %s that ended CANCELLED or ERROR, and fail awaiting %s; fork with --step %d or lower to start %s anew",
+		o.step, lab.Count(bad, "child workflow", "child workflows"), o.id, plural(bad, "it", "them"), first, plural(bad, "it", "them"))
 }
 
 // sharedChildren counts the child workflows a fork from step copies: the

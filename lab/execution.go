@@ -246,32 +246,35 @@ func Transaction[R any](x *Execution, name string, fn func(a *Attempt) (R, error
 		rolledBack = nil
 		return err
 	}
-	// A transaction's attempt checks its tree before it begins, outside
-	// the transaction: on SQLite the transaction holds the store's only
-	// connection, which the check's flush of the ledger needs.
-	stopped := func() bool {
-		err := x.treeRuns(x.ctx)
-		if err != nil && !errors.Is(err, ErrTreeStopped) {
-			fmt.Fprintf(x.rt.notices, "durlab: %v\n", err)
-		}
-		return err != nil
-	}
-	retry := func(error) bool {
-		if err := writeRolledBack(x.ctx); err != nil {
-			fmt.Fprintf(x.rt.notices, "durlab: %v\n", err)
-		}
-		return !stopped()
-	}
-	if stopped() {
+	// A transaction's first attempt checks its tree before it begins,
+	// outside the transaction: on SQLite the transaction holds the store's
+	// only connection, which the check's first flush of the ledger needs.
+	// A later one checks inside, and so does one that failed: a step that
+	// ended on an ordinary error would have DBOS mirror that failure into
+	// the store, unguarded by the workflow's ownership, and replay it when
+	// the cancelled tree is resumed. A stop is ended as DBOS ends a step
+	// of a workflow that changed hands, which it records nowhere.
+	if err := x.treeRuns(x.ctx); err != nil {
 		var zero R
-		return zero, fmt.Errorf("%w: %s", ErrTreeStopped, name)
+		return zero, err
+	}
+	retry := func(err error) bool {
+		if werr := writeRolledBack(x.ctx); werr != nil {
+			fmt.Fprintf(x.rt.notices, "durlab: %v\n", werr)
+		}
+		return retryable(err)
 	}
 	out, err := dbos.RunAsTransaction(x.ctx, x.rt.dataSource, func(ctx context.Context, tx dbos.Tx) (R, error) {
+		var zero R
+		if n > 0 {
+			if err := x.treeRuns(ctx); err != nil {
+				return zero, stoppedInTransaction{err}
+			}
+		}
 		n++
 		x.sayRecovered("running " + name)
 		a := x.newAttempt(ctx, tx, name, stepIDOf(ctx, next), n)
 		begin := a.event(store.AttemptBegan)
-		var zero R
 		if err := x.rt.store.AppendEvents(ctx, tx, append(rolledBack, begin)); err != nil {
 			return zero, err
 		}
@@ -283,6 +286,10 @@ func Transaction[R any](x *Execution, name string, fn func(a *Attempt) (R, error
 		if err != nil {
 			rolledBack = append(rolledBack, begin, a.endEvent(err))
 			a.rows = 0 // rolled back with the transaction
+			if stop := x.treeRuns(ctx); stop != nil {
+				x.rt.say("%s: %s attempt %d failed (rolled back), and is not retried: %s", x.who(), name, n, oneLine(stop.Error()))
+				return zero, stoppedInTransaction{stop}
+			}
 			return zero, a.sayFailed(err, retries)
 		}
 		rolledBack = nil // they are in this transaction

@@ -13,11 +13,15 @@ package lab
 // would change when the original's rows are cleaned away.
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
+
+	"github.com/durlab/durlab/store"
 )
 
 // copiedBatches returns the batch numbers a fork took from the workflow it
@@ -43,38 +47,90 @@ func (rt *Runtime) copiedBatches(id string) ([]int, error) {
 	return copied, nil
 }
 
-// forkReport fills in what a fork copied, and the input of the batches it
-// ran itself, which its figures are about.
-func (rt *Runtime) forkReport(rep *Report, st dbos.WorkflowStatus, batchExperiment bool) error {
+// copiedPages returns the pages a fork of a one-workflow experiment took
+// from the workflow it was forked from: those the original wrote in the
+// steps the fork took from their checkpoints and never ran itself. A page
+// written by a workflow body, outside a step, is written again by the fork.
+func (rt *Runtime) copiedPages(ctx context.Context, fork, orig string) ([]int, error) {
+	own, _, err := rt.store.WorkflowEvents(ctx, fork, fork, false)
+	if err != nil {
+		return nil, err
+	}
+	replayed, ran := map[int]bool{}, map[int]bool{}
+	for _, e := range own {
+		switch {
+		case e.Kind == store.StepReplayed:
+			replayed[e.StepID] = true
+		case e.StepID >= 0:
+			ran[e.StepID] = true
+		}
+	}
+	theirs, _, err := rt.store.WorkflowEvents(ctx, orig, orig, false)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[int]bool{}
+	var pages []int
+	for _, e := range theirs {
+		if e.Kind == store.PageWritten && e.StepID >= 0 && replayed[e.StepID] && !ran[e.StepID] && !seen[e.Page] {
+			seen[e.Page] = true
+			pages = append(pages, e.Page)
+		}
+	}
+	slices.Sort(pages)
+	return pages, nil
+}
+
+// forkReport fills in what a fork copied, and the input of the batches or
+// pages it ran itself, which its figures are about.
+func (rt *Runtime) forkReport(ctx context.Context, rep *Report, st dbos.WorkflowStatus, batchExperiment bool) error {
 	rep.ForkedFrom = st.ForkedFrom
-	if rep.ForkedFrom == "" || !batchExperiment {
+	if rep.ForkedFrom == "" {
 		return nil
 	}
-	copied, err := rt.copiedBatches(rep.WorkflowID)
-	if err != nil {
-		return err
+	own := rep.input
+	if batchExperiment {
+		copied, err := rt.copiedBatches(rep.WorkflowID)
+		if err != nil {
+			return err
+		}
+		rep.CopiedBatches = copied
+		own.Batches -= len(copied)
+	} else {
+		// The fork's replays may still wait for a write of this process.
+		if err := rt.rec.now(ctx); err != nil {
+			return err
+		}
+		copied, err := rt.copiedPages(ctx, rep.WorkflowID, rep.ForkedFrom)
+		if err != nil {
+			return err
+		}
+		rep.CopiedPages = copied
+		own.Pages -= len(copied)
 	}
-	rep.CopiedBatches = copied
-	rep.own = rep.input
-	rep.own.Batches -= len(copied)
+	rep.own = &own
 	return nil
 }
 
 // ForkNote says what a fork copied, or returns "".
 func (r *Report) ForkNote() string {
+	unit, units, copied, own := "batch", "batches", r.CopiedBatches, r.OwnInput().Batches
+	if r.input.Batches == 0 {
+		unit, units, copied, own = "page", "pages", r.CopiedPages, r.OwnInput().Pages
+	}
 	switch {
 	case r.ForkedFrom == "":
 		return ""
-	case len(r.CopiedBatches) == 0:
-		return "forked from " + r.ForkedFrom + ", every batch run again here"
+	case len(copied) == 0:
+		return "forked from " + r.ForkedFrom + ", every " + unit + " written again here"
 	}
-	copied := plural(len(r.CopiedBatches), "batch ", "batches ") + spans(r.CopiedBatches)
-	own := "none of its own"
-	if r.own.Batches > 0 {
-		own = "its own " + Count(r.own.Batches, "batch", "batches")
+	what := plural(len(copied), unit+" ", units+" ") + spans(copied)
+	mine := "none of its own"
+	if own > 0 {
+		mine = "its own " + Count(own, unit, units)
 	}
 	return fmt.Sprintf("forked from %s: %s copied, not run again, %s rows stay under that ID; the figures here are of %s",
-		r.ForkedFrom, copied, plural(len(r.CopiedBatches), "its", "their"), own)
+		r.ForkedFrom, what, plural(len(copied), "its", "their"), mine)
 }
 
 // spans writes sorted numbers as ranges: "1-3, 5".

@@ -157,10 +157,10 @@ func (x *Execution) begin(e store.Event, now bool) error {
 	return x.rt.rec.now(x.ctx, e)
 }
 
-// end records how execution x ended: its function returned err. The end
-// waits for the next write: DBOS records the workflow's status before
-// anything else happens to it, which is how a reader knows how an execution
-// whose end was lost with its process ended.
+// end records how execution x ended: its function returned err. A main
+// workflow's successful end waits for the next write: DBOS records the
+// workflow's status before anything else happens to it, which is how a
+// reader knows how an execution whose end was lost with its process ended.
 func (x *Execution) end(err error) {
 	e := x.event(store.ExecutionEnded)
 	e.Outcome = OutcomeOK
@@ -173,13 +173,14 @@ func (x *Execution) end(err error) {
 	default:
 		e.Outcome, e.Detail = OutcomeError, err.Error()
 	}
-	if err == nil {
+	if err == nil && x.id == x.root {
 		x.rt.rec.later(e)
 		return
 	}
-	// At once: a report waiting for a stopped tree waits for this end
-	// (tree.go), and the execution of a cancelled workflow ends with an
-	// error at its next checkpoint, which DBOS refuses.
+	// At once: a report waiting for a stopped tree waits for a child's
+	// end (tree.go), and an idle worker may write nothing after it; the
+	// execution of a cancelled workflow ends with an error at its next
+	// checkpoint, which DBOS refuses.
 	if werr := x.rt.rec.now(x.ctx, e); werr != nil {
 		fmt.Fprintf(x.rt.notices, "durlab: %v\n", werr)
 	}

@@ -25,11 +25,24 @@ import (
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
+
+	"github.com/durlab/durlab/store"
 )
 
 // ErrTreeStopped: the attempt's workflow, or its run's main workflow, no
 // longer runs, and the attempt stopped before writing.
 var ErrTreeStopped = errors.New("stopped before writing")
+
+// stoppedInTransaction ends a transaction step whose tree stopped (or
+// whose check failed) as DBOS ends one whose workflow changed hands: not
+// retried, and recorded in neither database, so that a resume runs the
+// step again (see Transaction).
+type stoppedInTransaction struct{ err error }
+
+func (e stoppedInTransaction) Error() string { return e.err.Error() }
+func (e stoppedInTransaction) Unwrap() []error {
+	return []error{e.err, ErrTreeStopped, dbos.ErrConflictingWorkflowID}
+}
 
 // retryable is the predicate of every step's retries: a stopped tree is
 // not retried.
@@ -100,9 +113,13 @@ func (rt *Runtime) awaitTreeStopped(ctx context.Context, root string, status str
 		if err != nil {
 			return err
 		}
+		done, err := rt.endedWorkflows(open)
+		if err != nil {
+			return err
+		}
 		running := 0
 		for _, e := range open {
-			if l.Alive(e.ExecutorID, e.PID, e.Host) {
+			if !done[e.Workflow] && l.Alive(e.ExecutorID, e.PID, e.Host) {
 				running++
 			}
 		}
@@ -117,7 +134,38 @@ func (rt *Runtime) awaitTreeStopped(ctx context.Context, root string, status str
 		select {
 		case <-ctx.Done():
 			return ErrInterrupted
-		case <-time.After(pollInterval):
+		case <-time.After(treePoll):
 		}
 	}
+}
+
+// treePoll: awaitTreeStopped reads the run's open executions this often;
+// each read scans the run's ledger.
+const treePoll = 100 * time.Millisecond
+
+// endedWorkflows tells which of the open executions' workflows DBOS has
+// recorded an outcome for (SUCCESS, ERROR) or dead-lettered: their
+// function returned, whatever the ledger has not been told yet. A
+// CANCELLED one may still be mid-attempt, and its end is written at once.
+func (rt *Runtime) endedWorkflows(open []store.OpenExecution) (map[string]bool, error) {
+	if len(open) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, 0, len(open))
+	for _, e := range open {
+		ids = append(ids, e.Workflow)
+	}
+	sts, err := dbos.ListWorkflows(rt.dbos, dbos.WithFilterWorkflowIDs(ids...),
+		dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
+	if err != nil {
+		return nil, err
+	}
+	done := map[string]bool{}
+	for _, st := range sts {
+		switch st.Status {
+		case dbos.WorkflowStatusSuccess, dbos.WorkflowStatusError, dbos.WorkflowStatusMaxRecoveryAttemptsExceeded:
+			done[st.ID] = true
+		}
+	}
+	return done, nil
 }

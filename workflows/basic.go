@@ -32,7 +32,7 @@ the workflow wrote. Safe to run again: every run has its own workflow ID.`,
 	Guarantee:   lab.Guarantee{Status: "SUCCESS", AllUsers: true},
 	Expected:    lab.PagesExpected,
 	Judge: func(rep *lab.Report) {
-		rep.AsExpected = rep.Succeeded() && rep.Rows == rep.RunInput().Users()
+		rep.AsExpected = rep.Succeeded() && rep.Rows == rep.WantUsers()
 		if rep.Duplicates > 0 {
 			rep.Lesson = fmt.Sprintf("%s, %s", lab.Count(rep.Duplicates, "duplicate row", "duplicate rows"), rep.DuplicateCauses())
 		} else {

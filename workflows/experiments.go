@@ -60,8 +60,6 @@ func judgeBatches(rep *lab.Report) {
 		rep.Lesson = rep.DeadLetterLesson()
 	case !rep.AsExpected:
 		rep.Lesson = fmt.Sprintf("the workflow ended %s with %d of %d users", rep.Status, result, want)
-	case want == 0:
-		rep.Lesson = "a fork takes a copied step's recorded output and does not run it again: every batch was copied, so this fork wrote no row of its own"
 	case rep.Duplicates > 0:
 		rep.Lesson = fmt.Sprintf("%s, %s, yet the window-function count is exactly %d", lab.Count(rep.Duplicates, "duplicate row", "duplicate rows"), rep.DuplicateCauses(), result)
 	default:

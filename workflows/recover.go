@@ -33,7 +33,7 @@ A workflow that crashes more than --max-recovery-attempts times is dead-lettered
 	Guarantee:   lab.Guarantee{Status: "SUCCESS", AllUsers: true},
 	Expected:    lab.PagesExpected,
 	Judge: func(rep *lab.Report) {
-		rep.AsExpected = rep.Succeeded() && rep.Rows == rep.RunInput().Users()
+		rep.AsExpected = rep.Succeeded() && rep.Rows == rep.WantUsers()
 		switch {
 		case rep.DeadLetterLesson() != "":
 			rep.Lesson = rep.DeadLetterLesson()
