@@ -28,8 +28,10 @@ both in pprof format. After the report, a breakdown says where the time went:
   business logic  fake generation, which a program with no DBOS does too
   store writes    inserting the pages into the users table, with the
                   attempt ledger's events that ride in their transactions
-  ledger          the attempt ledger's own commits: each execution's begin,
-                  and the end of each failed attempt before DBOS retries it
+  ledger          durlab's own bookkeeping: the attempt ledger's commits
+                  (each execution's begin and end, the end of each failed
+                  attempt before DBOS retries it) and the read of the run's
+                  status before each write attempt (a cancelled run stops)
   rest            everything else: DBOS orchestration and checkpoints,
                   emptying finished runs' rows, and the final counts
   price           with --compare: durable wall time / no-durability wall time
@@ -89,7 +91,7 @@ func printBreakdown(out io.Writer, bd profiling.Breakdown) error {
 	fmt.Fprintf(w, "business logic\t%s  %s  fake generation\n", fmtMs(bd.BusinessMs), share(bd.BusinessMs))
 	fmt.Fprintf(w, "store writes\t%s  %s  inserting the pages, with the ledger's events that ride in them\n", fmtMs(bd.StoreMs), share(bd.StoreMs))
 	if durable {
-		fmt.Fprintf(w, "ledger\t%s  %s  the attempt ledger's own commits (executions begun, failures)\n", fmtMs(bd.LedgerMs), share(bd.LedgerMs))
+		fmt.Fprintf(w, "ledger\t%s  %s  the attempt ledger's own commits (executions begun and ended, failures) and the run's status read before each write\n", fmtMs(bd.LedgerMs), share(bd.LedgerMs))
 	}
 	fmt.Fprintf(w, "rest\t%s  %s  %s\n", fmtMs(bd.RestMs), share(bd.RestMs), rest)
 	if durable && bd.PlainWallMs != nil {

@@ -37,8 +37,9 @@ type Execution struct {
 	current       *Attempt // the attempt running now, for a crash to end
 	replays       int      // steps taken from their checkpoints
 	saidRecovered bool
-	beginFlushed  bool   // its beginning is in the ledger (tree.go)
-	forkedFrom    string // the workflow a fork was forked from
+	beginFlushed  bool      // its beginning is in the ledger (tree.go)
+	treeRanAt     time.Time // when treeRuns last found the tree running
+	forkedFrom    string    // the workflow a fork was forked from
 	// fired are the schedule's entries this run already fired (faults.go),
 	// read from the ledger when a schedule first needs them.
 	fired map[string]bool

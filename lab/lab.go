@@ -259,6 +259,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	rt.store = newFencedStore(st, cl, rt.stop, env)
 	rt.watchClaim(env)
 	rt.rec = newRecorder(rt.store, rt.ExecutorID(), &rt.timings)
+	rt.flushIdle()
 	rt.register(cfg.Experiments)
 	// The DataSource must exist before Launch, which may recover an
 	// exactly-once workflow that needs it.

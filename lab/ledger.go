@@ -123,6 +123,41 @@ func (r *recorder) giveBack(events []store.Event) {
 	r.mu.Unlock()
 }
 
+// waiting tells whether events wait for a write.
+func (r *recorder) waiting() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending) > 0
+}
+
+// idleFlush is how long events may wait for a write that does not come.
+const idleFlush = 500 * time.Millisecond
+
+// flushIdle writes, every idleFlush until Close, the events that wait for
+// a write: a worker idle after a batch would otherwise keep the batch's
+// end to itself, and a report waiting for its run to stop (tree.go), or a
+// trace following it, would wait for that end as long.
+func (rt *Runtime) flushIdle() {
+	rt.watchers.Add(1)
+	go func() {
+		defer rt.watchers.Done()
+		t := time.NewTicker(idleFlush)
+		defer t.Stop()
+		for {
+			select {
+			case <-rt.stop:
+				return
+			case <-t.C:
+			}
+			if rt.rec.waiting() {
+				// A failure keeps them for the next write, which will
+				// say what failed.
+				_ = rt.rec.now(context.Background())
+			}
+		}
+	}()
+}
+
 // now writes events, with those waiting, before returning.
 func (r *recorder) now(ctx context.Context, events ...store.Event) error {
 	start := time.Now()
@@ -157,10 +192,11 @@ func (x *Execution) begin(e store.Event, now bool) error {
 	return x.rt.rec.now(x.ctx, e)
 }
 
-// end records how execution x ended: its function returned err. A main
-// workflow's successful end waits for the next write: DBOS records the
-// workflow's status before anything else happens to it, which is how a
-// reader knows how an execution whose end was lost with its process ended.
+// end records how execution x ended: its function returned err. A
+// successful end waits for the next write, or Runtime.flushIdle: DBOS
+// records the workflow's status before anything else happens to it, which
+// is how a reader knows how an execution whose end was lost with its
+// process ended.
 func (x *Execution) end(err error) {
 	e := x.event(store.ExecutionEnded)
 	e.Outcome = OutcomeOK
@@ -173,14 +209,13 @@ func (x *Execution) end(err error) {
 	default:
 		e.Outcome, e.Detail = OutcomeError, err.Error()
 	}
-	if err == nil && x.id == x.root {
+	if err == nil {
 		x.rt.rec.later(e)
 		return
 	}
-	// At once: a report waiting for a stopped tree waits for a child's
-	// end (tree.go), and an idle worker may write nothing after it; the
-	// execution of a cancelled workflow ends with an error at its next
-	// checkpoint, which DBOS refuses.
+	// At once: a report waiting for a stopped tree waits for this end
+	// (tree.go), and the execution of a cancelled workflow ends with an
+	// error at its next checkpoint, which DBOS refuses.
 	if werr := x.rt.rec.now(x.ctx, e); werr != nil {
 		fmt.Fprintf(x.rt.notices, "durlab: %v\n", werr)
 	}

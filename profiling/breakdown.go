@@ -18,8 +18,9 @@ type Breakdown struct {
 	Checkpoints int     `json:"checkpoints"`
 	BusinessMs  float64 `json:"business_logic_ms"`
 	StoreMs     float64 `json:"store_writes_ms"`
-	// LedgerMs is the attempt ledger's own commits (its events in the
-	// pages' transactions are in StoreMs).
+	// LedgerMs is durlab's bookkeeping: the attempt ledger's own commits
+	// (its events in the pages' transactions are in StoreMs) and the
+	// status reads before each write (lab/tree.go).
 	LedgerMs float64 `json:"ledger_ms"`
 	RestMs   float64 `json:"rest_ms"`
 	// PlainWallMs and Ratio are set when a plain run was measured.
