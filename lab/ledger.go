@@ -204,7 +204,7 @@ func (x *Execution) end(err error) {
 	case err == nil:
 	case x.rt.stopping.Load():
 		e.Outcome = OutcomeStopped
-	case errors.Is(err, dbos.ErrWorkflowCancelled), errors.Is(err, dbos.ErrAwaitedWorkflowCancelled):
+	case errors.Is(err, dbos.ErrWorkflowCancelled), errors.Is(err, dbos.ErrAwaitedWorkflowCancelled), errors.Is(err, ErrTreeStopped):
 		e.Outcome = OutcomeCancelled
 	default:
 		e.Outcome, e.Detail = OutcomeError, err.Error()
