@@ -56,9 +56,10 @@ func exitCode(err error, stderr io.Writer) int {
 	var se signalError
 	var none errNoSystemDB
 	switch {
-	case errors.Is(err, store.ErrEnvironment):
+	case errors.Is(err, store.ErrEnvironment), store.Classify(err) != store.FaultNone:
 		// Before the usage errors: an outage is no configuration error,
-		// and the supervisor waits it out instead of stopping.
+		// and the supervisor waits it out instead of stopping. The
+		// second catches a driver's error that reached here bare.
 		code = exitEnvironment
 	case errors.As(err, &none):
 		code = exitUsage

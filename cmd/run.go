@@ -75,10 +75,11 @@ run is SIGKILLed, and its workflow is then left as a crash leaves it.
 
 A child that stops because a database is unreachable, corrupt, full or
 read-only exits 4, its workflow left PENDING. With --until-success run
-restarts it after a pause (0.5 s, doubling up to 10 s), one line per wait,
-until --outage-timeout (default 60 s) has passed since the outage began,
-then gives up with exit 4. The child itself waits out an outage met mid-run
-for what is left of that time.
+restarts one that met an outage after a pause (0.5 s, doubling up to 10 s),
+one line per wait, until --outage-timeout (default 60 s) has passed since
+the outage began, then gives up with exit 4; a corrupt, full or read-only
+database does not pass by itself, and run gives up at once. The child
+itself waits out an outage met mid-run for what is left of that time.
 
 Exit codes: 0 the experiment behaved as expected; 1 it did not, or run gave
 up after --max-restarts; 2 bad usage or configuration (never retried); 3 a
@@ -304,11 +305,17 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 			left := o.exp.outageTimeout - outageFor
 			why := said.reason()
 			switch {
+			case !mayPass(why):
+				// A corrupt, full or read-only database stays so until
+				// someone repairs it: waiting helps nothing.
+				fmt.Fprintf(io.Err, "durlab run: %s, which will not pass by itself; giving up (exit %d): run the same command once it is repaired; a workflow the child left stays PENDING\n",
+					why, exitEnvironment)
 			case left <= 0:
-				fmt.Fprintf(io.Err, "durlab run: the database is still unreachable after %s (%s); giving up (exit %d): run the same command once it is back, the workflow stays PENDING\n",
+				fmt.Fprintf(io.Err, "durlab run: the database is still unreachable after %s (%s); giving up (exit %d): run the same command once it is back; a workflow the child left stays PENDING\n",
 					roughly(outageFor), why, exitEnvironment)
 			case sum.Attempts > o.maxRestarts:
 				fmt.Fprintf(io.Err, "durlab run: giving up after %d restarts\n", o.maxRestarts)
+				sum.ExitCode = exitUnexpected
 			default:
 				wait := min(out.wait, left)
 				out.wait = min(2*out.wait, outageMaxWait)
@@ -391,6 +398,13 @@ func (l *lastLine) Write(p []byte) (int, error) {
 
 // reason is what the child's last line said was wrong, without its
 // "durlab: " and the driver's words.
+// mayPass tells, from the child's last line (store.EnvironmentError's
+// words), whether its fault may pass by itself: an outage, a busy lock.
+func mayPass(reason string) bool {
+	return strings.Contains(reason, " is unreachable") || strings.Contains(reason, " is locked by another process") ||
+		reason == "the child said nothing"
+}
+
 func (l *lastLine) reason() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()

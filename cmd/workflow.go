@@ -24,6 +24,7 @@ import (
 	"github.com/durlab/durlab/dburl"
 	"github.com/durlab/durlab/internal/shell"
 	"github.com/durlab/durlab/lab"
+	"github.com/durlab/durlab/store"
 	"github.com/durlab/durlab/workflows"
 )
 
@@ -134,6 +135,9 @@ func openClient(ctx context.Context, cfg resolved, io IOStreams) (*inspector, er
 	cfg.hold() // DBOS's own lines for an error NewClient returns anyway
 	migrate := func() error { return dbos.Migrate(ctx, cfg.systemDB, dbos.WithMigrateLogger(cfg.logger)) }
 	if err := lab.WithMigrationLock(ctx, cfg.systemDB, migrate); err != nil {
+		if errors.Is(err, store.ErrEnvironment) {
+			return nil, err // unreachable or broken: exit 4, not bad usage
+		}
 		// A role without DDL rights can still read a migrated database:
 		// the client's own check says what is wrong if it cannot.
 		cfg.logger.Debug("could not migrate the system database; opening it as it is", slog.Any("error", err))
@@ -144,7 +148,7 @@ func openClient(ctx context.Context, cfg resolved, io IOStreams) (*inspector, er
 		Logger:      cfg.logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", lab.ErrSystemDB, err)
+		return nil, lab.SystemDBError(cfg.systemDB, err)
 	}
 	cfg.flush()
 	return &inspector{client: client, cfg: cfg, io: io}, nil

@@ -129,7 +129,7 @@ func (s fencedStore) write(ctx context.Context, tx store.Tx, op func() error) er
 	if tx != nil {
 		return s.env.inTransaction(op())
 	}
-	return s.endure(ctx, op)
+	return s.env.endureWrite(ctx, s.stop, op)
 }
 
 // gate waits for the claim; events are those of the write, which tell

@@ -65,6 +65,18 @@ type environment struct {
 // endure runs op, waiting out a fault that may pass; see the file comment.
 // ctx's end or the runtime's stop end the wait with the fault.
 func (e *environment) endure(ctx context.Context, stopping <-chan struct{}, op func() error) error {
+	return e.endureOp(ctx, stopping, op, false)
+}
+
+// endureWrite is endure for a write, which is not tried again when it may
+// have committed (a connection lost after its statement was sent): the
+// process ends instead, as a crash right after a commit does, and the
+// recovery runs the step again, as DBOS would.
+func (e *environment) endureWrite(ctx context.Context, stopping <-chan struct{}, op func() error) error {
+	return e.endureOp(ctx, stopping, op, true)
+}
+
+func (e *environment) endureOp(ctx context.Context, stopping <-chan struct{}, op func() error, write bool) error {
 	wait := outageFirstWait
 	for {
 		err := op()
@@ -74,7 +86,7 @@ func (e *environment) endure(ctx context.Context, stopping <-chan struct{}, op f
 			return err
 		}
 		env := store.Environment("store", e.raw, err)
-		if !f.Passes() {
+		if !f.Passes() || (write && store.MaybeCommitted(err)) {
 			e.stop(env)
 		}
 		since := e.outage()

@@ -293,6 +293,10 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	return rt, nil
 }
 
+// SystemDBError is systemDBError for the commands that open the system
+// database with a DBOS client only.
+func SystemDBError(systemDB string, err error) error { return systemDBError(systemDB, err) }
+
 // systemDBError is a failure of the system database at start: an outage
 // or another environment fault as such (exit 4: the same command succeeds
 // later), anything else as ErrSystemDB (configuration, exit 2).

@@ -317,6 +317,12 @@ func (rt *Runtime) finish(ctx context.Context, e *Experiment, h dbos.WorkflowHan
 	if errors.Is(runErr, ErrInterrupted) {
 		return Report{}, runErr
 	}
+	if store.Classify(runErr) != store.FaultNone {
+		// DBOS could not record the outcome (a full or broken system
+		// database): the workflow is still PENDING, for the run after
+		// the repair, and there is nothing to report yet.
+		return Report{}, store.Environment("system database", rt.systemDB, runErr)
+	}
 	rep := Report{Experiment: e.Name, WorkflowID: h.GetWorkflowID(), Attached: attached,
 		Status: string(dbos.WorkflowStatusSuccess), Seed: p.Seed, input: p.Input}
 	// A workflow this process started and saw succeed is told by its

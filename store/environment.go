@@ -53,9 +53,22 @@ const (
 // trying again is worth it.
 func (f Fault) Passes() bool { return f == FaultUnreachable || f == FaultBusy }
 
+// MaybeCommitted tells whether a write that failed with err may have
+// committed all the same: its statement, or its commit, reached a server
+// whose answer was lost. Trying it again would write it twice. SQLite's
+// busy lock is taken before anything is written.
+func MaybeCommitted(err error) bool {
+	if Classify(err) != FaultUnreachable {
+		return false
+	}
+	var ce *pgconn.ConnectError
+	return !errors.As(err, &ce) && !pgconn.SafeToRetry(err)
+}
+
 // Classify tells which environment fault err is, FaultNone when it is not
 // one. It reads the drivers' typed errors; only pgx's "conn closed", an
-// error without a type, is matched by its text.
+// error without a type, and SQLite's messages in the errors DBOS flattens
+// into text are matched by their text.
 func Classify(err error) Fault {
 	if err == nil {
 		return FaultNone
@@ -122,10 +135,32 @@ func Classify(err error) Fault {
 	}
 	// pgconn reports a query on a connection it closed after a network
 	// error as errors.New("conn closed"), with no type to match.
-	if strings.Contains(err.Error(), "conn closed") {
+	msg := err.Error()
+	if strings.Contains(msg, "conn closed") {
 		return FaultUnreachable
 	}
+	// DBOS's system database on SQLite runs on modernc.org/sqlite, and
+	// DBOS hands its errors on flattened into text: SQLite's own messages
+	// are all that is left of them.
+	for _, m := range sqliteMessages {
+		if strings.Contains(msg, m.text) {
+			return m.fault
+		}
+	}
 	return FaultNone
+}
+
+// sqliteMessages are SQLite's messages (sqlite3_errstr) for the faults of
+// its environment.
+var sqliteMessages = []struct {
+	text  string
+	fault Fault
+}{
+	{"database disk image is malformed", FaultCorrupt},
+	{"file is not a database", FaultCorrupt},
+	{"database or disk is full", FaultFull},
+	{"disk I/O error", FaultIO},
+	{"attempt to write a readonly database", FaultReadOnly},
 }
 
 // isContextError: a deadline or cancellation is the caller's, not the

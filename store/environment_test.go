@@ -122,3 +122,45 @@ func TestOpenRefusesADamagedStore(t *testing.T) {
 		t.Fatalf("a damaged store: %v; want an environment fault naming %s as corrupt", err, path)
 	}
 }
+
+// sentBefore is a driver error that says its statement never left the
+// client, as pgconn's errors do through SafeToRetry.
+type sentBefore struct{ error }
+
+func (sentBefore) SafeToRetry() bool { return true }
+
+// A write whose connection was lost after its statement was sent may have
+// committed: it must not be written again.
+func TestMaybeCommitted(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection lost mid-statement", fmt.Errorf("write page: %w", io.ErrUnexpectedEOF), true},
+		{"refused before sending", sentBefore{syscall.ECONNREFUSED}, false},
+		{"not an environment fault", errors.New("duplicate key"), false},
+		{"a full disk", syscall.ENOSPC, false},
+		{"nil", nil, false},
+	} {
+		if got := MaybeCommitted(c.err); got != c.want {
+			t.Errorf("%s: MaybeCommitted = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// DBOS flattens the errors of its SQLite driver (modernc.org/sqlite) into
+// text; SQLite's messages still tell the fault.
+func TestClassifyFlattenedSQLite(t *testing.T) {
+	for msg, want := range map[string]Fault{
+		"system database unavailable: launch: file is not a database (26)":    FaultCorrupt,
+		"failed to commit workflow outcome: database or disk is full (13)":    FaultFull,
+		"checking operation execution: database disk image is malformed (11)": FaultCorrupt,
+		"attempt to write a readonly database (8)":                            FaultReadOnly,
+		"workflow 1234 was cancelled":                                         FaultNone,
+	} {
+		if got := Classify(errors.New(msg)); got != want {
+			t.Errorf("Classify(%q) = %q, want %q", msg, got, want)
+		}
+	}
+}

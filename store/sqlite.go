@@ -86,8 +86,16 @@ func openSQLite(ctx context.Context, path string, readOnly bool) (Store, error) 
 		}
 		return s, nil
 	}
+	// A store that exists and may not be written is the environment's
+	// (a permission changed, a file system remounted read-only, exit 4);
+	// one that cannot be created where the user said is configuration.
+	_, statErr := os.Stat(path)
+	exists := statErr == nil
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
+		if exists {
+			return nil, openFailed(path, path, err)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	f.Close()
@@ -97,6 +105,9 @@ func openSQLite(ctx context.Context, path string, readOnly bool) (Store, error) 
 	// also serialises the schema checks and changes.
 	lock, err := os.OpenFile(path+".open-lock", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
+		if exists {
+			return nil, openFailed(path, path, err)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	defer lock.Close()
