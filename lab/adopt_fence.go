@@ -124,12 +124,17 @@ func (s fencedStore) endure(ctx context.Context, op func() error) error {
 }
 
 // write runs a write: in a dbos.RunAsTransaction transaction (tx set),
-// whose faults DBOS retries, or on its own.
-func (s fencedStore) write(ctx context.Context, tx store.Tx, op func() error) error {
+// whose faults DBOS retries, or on its own. events are the ledger events
+// it commits, which tell whether a write whose answer was lost committed.
+func (s fencedStore) write(ctx context.Context, tx store.Tx, events []store.Event, op func() error) error {
 	if tx != nil {
 		return s.env.inTransaction(op())
 	}
-	return s.env.endureWrite(ctx, s.stop, op)
+	var committed func() (bool, error)
+	if len(events) > 0 {
+		committed = func() (bool, error) { return s.Store.HasEvent(ctx, events[0]) }
+	}
+	return s.env.endureWrite(ctx, s.stop, op, committed)
 }
 
 // gate waits for the claim; events are those of the write, which tell
@@ -219,7 +224,7 @@ func (s fencedStore) Update(ctx context.Context, f func(tx store.Tx) error) erro
 }
 
 func (s fencedStore) WritePage(ctx context.Context, tx store.Tx, v store.Variant, users []fake.User, workflowID string, analyzedAt time.Time, events []store.Event) error {
-	return s.write(ctx, tx, func() error {
+	return s.write(ctx, tx, events, func() error {
 		if err := s.gate(ctx, events); err != nil {
 			return err
 		}
@@ -228,7 +233,7 @@ func (s fencedStore) WritePage(ctx context.Context, tx store.Tx, v store.Variant
 }
 
 func (s fencedStore) AppendEvents(ctx context.Context, tx store.Tx, events []store.Event) error {
-	return s.write(ctx, tx, func() error {
+	return s.write(ctx, tx, events, func() error {
 		if err := s.gate(ctx, events); err != nil {
 			return err
 		}
@@ -266,7 +271,7 @@ type fencedTable struct {
 }
 
 func (t fencedTable) Insert(ctx context.Context, tx store.Tx, users []fake.User, workflowID string, analyzedAt time.Time) error {
-	return t.s.write(ctx, tx, func() error {
+	return t.s.write(ctx, tx, nil, func() error {
 		if err := t.s.gate(ctx, nil); err != nil {
 			return err
 		}

@@ -65,28 +65,38 @@ type environment struct {
 // endure runs op, waiting out a fault that may pass; see the file comment.
 // ctx's end or the runtime's stop end the wait with the fault.
 func (e *environment) endure(ctx context.Context, stopping <-chan struct{}, op func() error) error {
-	return e.endureOp(ctx, stopping, op, false)
+	return e.endureOp(ctx, stopping, op, nil)
 }
 
-// endureWrite is endure for a write, which is not tried again when it may
-// have committed (a connection lost after its statement was sent): the
-// process ends instead, as a crash right after a commit does, and the
-// recovery runs the step again, as DBOS would.
-func (e *environment) endureWrite(ctx context.Context, stopping <-chan struct{}, op func() error) error {
-	return e.endureOp(ctx, stopping, op, true)
+// endureWrite is endure for a write that carries ledger events: one
+// whose connection was lost after its statement was sent may have
+// committed, and writing it again would write it twice. So before it is
+// tried again, the ledger is asked for its first event, which commits with
+// it: there, the write is done.
+func (e *environment) endureWrite(ctx context.Context, stopping <-chan struct{}, op func() error, committed func() (bool, error)) error {
+	return e.endureOp(ctx, stopping, op, committed)
 }
 
-func (e *environment) endureOp(ctx context.Context, stopping <-chan struct{}, op func() error, write bool) error {
+func (e *environment) endureOp(ctx context.Context, stopping <-chan struct{}, op func() error, committed func() (bool, error)) error {
 	wait := outageFirstWait
+	maybe := false // the last try may have committed
 	for {
-		err := op()
+		var err error
+		done := false
+		if maybe {
+			done, err = committed()
+		}
+		if err == nil && !done {
+			err = op()
+			maybe = committed != nil && store.MaybeCommitted(err)
+		}
 		f := store.Classify(err)
 		if f == store.FaultNone {
 			e.reachable()
 			return err
 		}
 		env := store.Environment("store", e.raw, err)
-		if !f.Passes() || (write && store.MaybeCommitted(err)) {
+		if !f.Passes() {
 			e.stop(env)
 		}
 		since := e.outage()

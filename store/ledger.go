@@ -518,6 +518,19 @@ func (s *sqlStore) Crashes(ctx context.Context, root string) ([]Crash, error) {
 	return crashes, rows.Err()
 }
 
+// HasEvent tells whether the ledger holds event e (by its key): whether
+// the write that carried it committed.
+func (s *sqlStore) HasEvent(ctx context.Context, e Event) (bool, error) {
+	if s.noLedger {
+		return false, nil
+	}
+	p := s.d.placeholder
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM durlab_events WHERE root_id = `+p(1)+` AND workflow_id = `+p(2)+
+		` AND execution_id = `+p(3)+` AND seq = `+p(4), e.Root, e.Workflow, e.Execution, e.Seq).Scan(&n)
+	return n > 0, err
+}
+
 // OpenExecution is an execution with a beginning and no end in the
 // ledger, with its process.
 type OpenExecution struct {

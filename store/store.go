@@ -161,6 +161,8 @@ type Store interface {
 	MarkNoticed(ctx context.Context, ids []string) error
 	// Crashes lists the run's injected crashes, with their processes.
 	Crashes(ctx context.Context, root string) ([]Crash, error)
+	// HasEvent tells whether the ledger holds event e, by its key.
+	HasEvent(ctx context.Context, e Event) (bool, error)
 	// OpenExecutions lists the run's executions that began and have no
 	// end in the ledger: running, or killed.
 	OpenExecutions(ctx context.Context, root string) ([]OpenExecution, error)
