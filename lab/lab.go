@@ -337,6 +337,24 @@ func (rt *Runtime) shutdown() error {
 	return rt.closeErr
 }
 
+// every runs fn every d until Close, on a watcher of its own.
+func (rt *Runtime) every(d time.Duration, fn func()) {
+	rt.watchers.Add(1)
+	go func() {
+		defer rt.watchers.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-rt.stop:
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}()
+}
+
 // track adds or removes a running execution.
 func (rt *Runtime) track(x *Execution, running bool) {
 	rt.runningMu.Lock()

@@ -138,24 +138,13 @@ const idleFlush = 500 * time.Millisecond
 // end to itself, and a report waiting for its run to stop (tree.go), or a
 // trace following it, would wait for that end as long.
 func (rt *Runtime) flushIdle() {
-	rt.watchers.Add(1)
-	go func() {
-		defer rt.watchers.Done()
-		t := time.NewTicker(idleFlush)
-		defer t.Stop()
-		for {
-			select {
-			case <-rt.stop:
-				return
-			case <-t.C:
-			}
-			if rt.rec.waiting() {
-				// A failure keeps them for the next write, which will
-				// say what failed.
-				_ = rt.rec.now(context.Background())
-			}
+	rt.every(idleFlush, func() {
+		if rt.rec.waiting() {
+			// A failure keeps them for the next write, which will say
+			// what failed.
+			_ = rt.rec.now(context.Background())
 		}
-	}()
+	})
 }
 
 // now writes events, with those waiting, before returning.

@@ -149,20 +149,7 @@ func (rt *Runtime) watchQueue(name string) {
 		return
 	}
 	rt.checkServed(name)
-	rt.watchers.Add(1)
-	go func() {
-		defer rt.watchers.Done()
-		t := time.NewTicker(serveCheck)
-		defer t.Stop()
-		for {
-			select {
-			case <-rt.stop:
-				return
-			case <-t.C:
-				rt.checkServed(name)
-			}
-		}
-	}()
+	rt.every(serveCheck, func() { rt.checkServed(name) })
 }
 
 // checkServed listens to the queue when no worker serves it, and stops
