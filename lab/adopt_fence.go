@@ -242,7 +242,9 @@ func (s fencedStore) AppendEvents(ctx context.Context, tx store.Tx, events []sto
 }
 
 // The reads a run makes wait out an outage too: a step that counts the
-// users must not fail its workflow for one.
+// users must not fail its workflow for one. EachWorkflow is not retried:
+// its fn has seen the workflows before the fault, and a report that meets
+// one there ends with exit 4 (cmd's exitCode).
 
 func (s fencedStore) Events(ctx context.Context, root string) (events []store.Event, err error) {
 	err = s.endure(ctx, func() error { events, err = s.Store.Events(ctx, root); return err })
@@ -252,6 +254,21 @@ func (s fencedStore) Events(ctx context.Context, root string) (events []store.Ev
 func (s fencedStore) Crashes(ctx context.Context, root string) (crashes []store.Crash, err error) {
 	err = s.endure(ctx, func() error { crashes, err = s.Store.Crashes(ctx, root); return err })
 	return crashes, err
+}
+
+func (s fencedStore) WorkflowEvents(ctx context.Context, root, workflow string, lean bool) (events []store.Event, plain int, err error) {
+	err = s.endure(ctx, func() error { events, plain, err = s.Store.WorkflowEvents(ctx, root, workflow, lean); return err })
+	return events, plain, err
+}
+
+func (s fencedStore) OpenExecutions(ctx context.Context, root string) (open []store.OpenExecution, err error) {
+	err = s.endure(ctx, func() error { open, err = s.Store.OpenExecutions(ctx, root); return err })
+	return open, err
+}
+
+func (s fencedStore) Noticed(ctx context.Context, ids []string) (noticed map[string]bool, err error) {
+	err = s.endure(ctx, func() error { noticed, err = s.Store.Noticed(ctx, ids); return err })
+	return noticed, err
 }
 
 func (t fencedTable) Counts(ctx context.Context, workflowID string) (c store.Counts, err error) {
