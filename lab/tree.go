@@ -83,17 +83,25 @@ func (x *Execution) treeRuns(ctx context.Context) error {
 		return err
 	}
 	var self, root dbos.WorkflowStatusType
+	var mine dbos.WorkflowStatus
 	for _, st := range sts {
 		if st.ID == x.id {
-			self = st.Status
+			self, mine = st.Status, st
 		}
 		if st.ID == x.root {
 			root = st.Status
 		}
 	}
+	me := x.rt.ExecutorID()
 	switch {
 	case self == dbos.WorkflowStatusCancelled:
 		return fmt.Errorf("%w: workflow %s was cancelled", ErrTreeStopped, x.id)
+	case mine.ID != "" && (self != dbos.WorkflowStatusPending || mine.ExecutorID != me || mine.Attempts != x.number):
+		// Another process took this execution's workflow over (an
+		// adopter, while this one was cut off): as the claim's regain
+		// would find (adopt_fence.go), this process is fenced.
+		x.rt.fence(fmt.Errorf("%w: workflow %s, which this process was running, became %s on executor %s: it was adopted",
+			errFenced, x.id, self, mine.ExecutorID))
 	case x.root != x.id && stoppedRoot(root):
 		if err := dbos.CancelWorkflow(x.rt.dbos, x.id); err != nil {
 			return err
