@@ -256,6 +256,11 @@ func (s fencedStore) Crashes(ctx context.Context, root string) (crashes []store.
 	return crashes, err
 }
 
+func (s fencedStore) FaultDetails(ctx context.Context, root string) (details []string, err error) {
+	err = s.endure(ctx, func() error { details, err = s.Store.FaultDetails(ctx, root); return err })
+	return details, err
+}
+
 func (s fencedStore) WorkflowEvents(ctx context.Context, root, workflow string, lean bool) (events []store.Event, plain int, err error) {
 	err = s.endure(ctx, func() error { events, plain, err = s.Store.WorkflowEvents(ctx, root, workflow, lean); return err })
 	return events, plain, err

@@ -65,7 +65,7 @@ type environment struct {
 // endure runs op, waiting out a fault that may pass; see the file comment.
 // ctx's end or the runtime's stop end the wait with the fault.
 func (e *environment) endure(ctx context.Context, stopping <-chan struct{}, op func() error) error {
-	return e.endureOp(ctx, stopping, op, nil)
+	return e.endureWrite(ctx, stopping, op, nil)
 }
 
 // endureWrite is endure for a write that carries ledger events: one
@@ -74,10 +74,6 @@ func (e *environment) endure(ctx context.Context, stopping <-chan struct{}, op f
 // tried again, the ledger is asked for its first event, which commits with
 // it: there, the write is done.
 func (e *environment) endureWrite(ctx context.Context, stopping <-chan struct{}, op func() error, committed func() (bool, error)) error {
-	return e.endureOp(ctx, stopping, op, committed)
-}
-
-func (e *environment) endureOp(ctx context.Context, stopping <-chan struct{}, op func() error, committed func() (bool, error)) error {
 	wait := outageFirstWait
 	maybe := false // the last try may have committed
 	for {
@@ -174,33 +170,22 @@ const claimCheck = 250 * time.Millisecond
 // end, and the store's writes wait at the gate (adopt_fence.go), so
 // nothing else would ever give up.
 func (rt *Runtime) watchClaim(env *environment) {
-	rt.watchers.Add(1)
-	go func() {
-		defer rt.watchers.Done()
-		t := time.NewTicker(claimCheck)
-		defer t.Stop()
-		var lostSince time.Time
-		for {
-			select {
-			case <-rt.stop:
-				return
-			case <-t.C:
-			}
-			select {
-			case <-rt.claim.held():
-				lostSince = time.Time{}
-				continue
-			default:
-			}
-			if lostSince.IsZero() {
-				lostSince = time.Now()
-			}
-			if lost := time.Since(lostSince); lost >= env.timeout {
-				rt.stopOnFault(&store.EnvironmentError{DB: env.systemDB, Role: "system database", Fault: store.FaultUnreachable,
-					Err: fmt.Errorf("the session that holds this process's executor claim has been lost for %s", lost.Round(time.Second))})
-			}
+	var lostSince time.Time
+	rt.every(claimCheck, func() {
+		select {
+		case <-rt.claim.held():
+			lostSince = time.Time{}
+			return
+		default:
 		}
-	}()
+		if lostSince.IsZero() {
+			lostSince = time.Now()
+		}
+		if lost := time.Since(lostSince); lost >= env.timeout {
+			rt.stopOnFault(&store.EnvironmentError{DB: env.systemDB, Role: "system database", Fault: store.FaultUnreachable,
+				Err: fmt.Errorf("the session that holds this process's executor claim has been lost for %s", lost.Round(time.Second))})
+		}
+	})
 }
 
 // stopOnFault ends the process on an environment fault: one line naming

@@ -337,7 +337,7 @@ func (a *Attempt) InsertPage(v store.Variant, page int, users []fake.User, analy
 	})
 	if err == nil {
 		a.rows += len(users)
-		if a.tx == nil { // committed: in a transaction, nothing commits before its end
+		if a.tx == nil && a.x.pointsWatched() { // committed: in a transaction, nothing commits before its end
 			a.x.point(In(a.step, a.N, fmt.Sprintf("after-page-%d", page)))
 		}
 	}
@@ -381,9 +381,9 @@ func (x *Execution) write(ctx context.Context, v store.Variant, users []fake.Use
 // It returns nil when no fault fires.
 func (a *Attempt) FailIf(p float64, msg string, coords ...any) error {
 	site := In(a.step, a.N, "")
-	decided := a.x.decidedBy(p)
 	// A schedule replaces the random knobs; a probability of 1 decides
 	// nothing, so it stays (retry-bad's failures are its lesson).
+	var decided string
 	if a.x.rt.schedule != nil && p < 1 {
 		var ok bool
 		if decided, ok = a.x.scheduled(FaultFail, site, 0); !ok {
@@ -391,6 +391,8 @@ func (a *Attempt) FailIf(p float64, msg string, coords ...any) error {
 		}
 	} else if !a.x.Decide(p, coords...) {
 		return nil
+	} else {
+		decided = a.x.decidedBy(p)
 	}
 	a.x.rt.rec.later(a.x.faultEvent(FaultFail, site.String(), decided, a))
 	return injectedError{msg}

@@ -28,8 +28,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-
-	"github.com/durlab/durlab/store"
 )
 
 // Site names a point of a run where a fault can be injected.
@@ -109,11 +107,10 @@ func (s *Schedule) String() string {
 var ErrBadFaults = fmt.Errorf("bad fault schedule")
 
 var (
-	faultRe  = regexp.MustCompile(`^(fail|crash)@(.+?)(?:/(\d+))?$`)
-	siteRe   = regexp.MustCompile(`^([a-z][a-z0-9_-]*?)(?:#(\d+))?(?::(start|end|after-commit|after-page-\d+))?$`)
-	pointRe  = regexp.MustCompile(`^point:(\d+)$`)
-	namedRe  = regexp.MustCompile(`^(after-batch|before-batch|before-page|start-batch|return-batch)-\d+$`)
-	momentRe = regexp.MustCompile(`^(start|end|after-commit|after-page-\d+)$`)
+	faultRe = regexp.MustCompile(`^(fail|crash)@(.+?)(?:/(\d+))?$`)
+	siteRe  = regexp.MustCompile(`^([a-z][a-z0-9_-]*?)(?:#(\d+))?(?::(start|end|after-commit|after-page-\d+))?$`)
+	pointRe = regexp.MustCompile(`^point:(\d+)$`)
+	namedRe = regexp.MustCompile(`^(after-batch|before-batch|before-page|start-batch|return-batch)-\d+$`)
 )
 
 // ParseFaults reads a --faults SPEC; "none" is a schedule of no fault.
@@ -182,15 +179,15 @@ const scheduledBy = "scheduled: "
 // firedFaults reads the schedule entries this run already fired.
 func (x *Execution) firedFaults() map[string]bool {
 	fired := map[string]bool{}
-	events, err := x.rt.store.Events(x.ctx, x.root)
+	details, err := x.rt.store.FaultDetails(x.ctx, x.root)
 	if err != nil {
 		// Unknown: fire nothing rather than fire twice.
 		fmt.Fprintf(x.rt.notices, "durlab: reading the faults that fired: %v\n", err)
 		return nil
 	}
-	for _, e := range events {
-		if e.Kind == store.FaultInjected && strings.HasPrefix(e.Detail, scheduledBy) {
-			fired[strings.TrimPrefix(e.Detail, scheduledBy)] = true
+	for _, d := range details {
+		if entry, ok := strings.CutPrefix(d, scheduledBy); ok {
+			fired[entry] = true
 		}
 	}
 	return fired
@@ -218,11 +215,15 @@ func (x *Execution) scheduled(kind string, site Site, n int) (string, bool) {
 	return "", false
 }
 
+// pointsWatched: a schedule or a listener (explore) looks at the crash
+// points. A caller on a hot path asks before it names its point.
+func (x *Execution) pointsWatched() bool { return x.rt.schedule != nil || x.rt.onPoint != nil }
+
 // point is a crash point of the run: every boundary durlab's code reaches.
 // With no schedule and nothing listening it costs nothing.
 func (x *Execution) point(site Site) {
 	rt := x.rt
-	if rt.schedule == nil && rt.onPoint == nil {
+	if !x.pointsWatched() {
 		return
 	}
 	rt.scheduleMu.Lock()

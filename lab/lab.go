@@ -232,7 +232,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 			Logger:             cfg.Logger,
 		})
 		if err != nil {
-			return systemDBError(cfg.SystemDB, err)
+			return SystemDBError(cfg.SystemDB, err)
 		}
 		return nil
 	})
@@ -277,14 +277,14 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	before, err := rt.pendingOf(rt.ExecutorID())
 	if err != nil {
 		rt.shutdown()
-		return nil, systemDBError(cfg.SystemDB, err)
+		return nil, SystemDBError(cfg.SystemDB, err)
 	}
 	if rt.newRun = cfg.New; cfg.New {
 		rt.parkLeftovers(before)
 	}
 	if err := dbos.Launch(rt.dbos); err != nil {
 		rt.shutdown()
-		return nil, systemDBError(cfg.SystemDB, fmt.Errorf("launch: %w", err))
+		return nil, SystemDBError(cfg.SystemDB, fmt.Errorf("launch: %w", err))
 	}
 	rt.leftPending = before
 	if cfg.AdoptAfter > 0 {
@@ -293,14 +293,10 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	return rt, nil
 }
 
-// SystemDBError is systemDBError for the commands that open the system
-// database with a DBOS client only.
-func SystemDBError(systemDB string, err error) error { return systemDBError(systemDB, err) }
-
-// systemDBError is a failure of the system database at start: an outage
+// SystemDBError is a failure of the system database at start: an outage
 // or another environment fault as such (exit 4: the same command succeeds
 // later), anything else as ErrSystemDB (configuration, exit 2).
-func systemDBError(systemDB string, err error) error {
+func SystemDBError(systemDB string, err error) error {
 	if env := store.Environment("system database", systemDB, err); env != err {
 		return env
 	}

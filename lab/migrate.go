@@ -55,7 +55,7 @@ func WithMigrationLock(ctx context.Context, systemDB string, f func() error) err
 	defer conn.Close(context.WithoutCancel(ctx))
 	key := fmt.Sprintf("durlab-migrate:%s", cfg.Database)
 	if err := conn.LockName(ctx, key); err != nil {
-		return systemDBError(systemDB, fmt.Errorf("migration lock: %w", err))
+		return SystemDBError(systemDB, fmt.Errorf("migration lock: %w", err))
 	}
 	defer conn.UnlockName(context.WithoutCancel(ctx), key)
 	return f()

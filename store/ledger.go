@@ -518,6 +518,27 @@ func (s *sqlStore) Crashes(ctx context.Context, root string) ([]Crash, error) {
 	return crashes, rows.Err()
 }
 
+func (s *sqlStore) FaultDetails(ctx context.Context, root string) ([]string, error) {
+	if s.noLedger {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT detail FROM durlab_events WHERE root_id = `+s.d.placeholder(1)+
+		` AND kind = '`+string(FaultInjected)+`' ORDER BY at_us, seq`, root)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var details []string
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			return nil, err
+		}
+		details = append(details, d)
+	}
+	return details, rows.Err()
+}
+
 // HasEvent tells whether the ledger holds event e (by its key): whether
 // the write that carried it committed.
 func (s *sqlStore) HasEvent(ctx context.Context, e Event) (bool, error) {

@@ -161,6 +161,9 @@ type Store interface {
 	MarkNoticed(ctx context.Context, ids []string) error
 	// Crashes lists the run's injected crashes, with their processes.
 	Crashes(ctx context.Context, root string) ([]Crash, error)
+	// FaultDetails lists what decided each fault of the run (the Detail
+	// of its FaultInjected events), earliest first.
+	FaultDetails(ctx context.Context, root string) ([]string, error)
 	// HasEvent tells whether the ledger holds event e, by its key.
 	HasEvent(ctx context.Context, e Event) (bool, error)
 	// OpenExecutions lists the run's executions that began and have no
