@@ -24,6 +24,7 @@ import (
 	"github.com/durlab/durlab/internal/startfd"
 	"github.com/durlab/durlab/internal/tether"
 	"github.com/durlab/durlab/lab"
+	"github.com/durlab/durlab/store"
 	"github.com/durlab/durlab/workflows"
 )
 
@@ -396,15 +397,14 @@ func (l *lastLine) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// reason is what the child's last line said was wrong, without its
-// "durlab: " and the driver's words.
-// mayPass tells, from the child's last line (store.EnvironmentError's
-// words), whether its fault may pass by itself: an outage, a busy lock.
+// mayPass tells, from the child's last line, whether its fault may pass
+// by itself: an outage, a busy lock.
 func mayPass(reason string) bool {
-	return strings.Contains(reason, " is unreachable") || strings.Contains(reason, " is locked by another process") ||
-		reason == "the child said nothing"
+	return store.FaultSaid(reason).Passes() || reason == "the child said nothing"
 }
 
+// reason is what the child's last line said was wrong, without its
+// "durlab: " and the driver's words.
 func (l *lastLine) reason() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()

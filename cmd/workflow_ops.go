@@ -8,6 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
 	"github.com/spf13/cobra"
@@ -156,23 +158,20 @@ func runWorkflowCancel(ctx context.Context, o *workflowOpOptions) error {
 		if err := dbos.CancelWorkflows(in.client, ids); err != nil {
 			return res, fmt.Errorf("cancelling workflow %s: %w", o.id, notFound(o.id, err))
 		}
-		after, err := in.lookup(o.id, false)
+		// Read again, in one query: a descendant that ended between the
+		// listing and the cancel was left as it ended.
+		now, err := dbos.ListWorkflows(in.client, dbos.WithFilterWorkflowIDs(ids...),
+			dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
 		if err != nil {
-			return res, err
+			return res, fmt.Errorf("reading workflow %s and its descendants: %w", o.id, err)
 		}
-		// Read again: a descendant that ended between the listing and the
-		// cancel was left as it ended.
-		cancelled := 0
-		if len(live) > 0 {
-			now, err := dbos.ListWorkflows(in.client, dbos.WithFilterWorkflowIDs(ids[1:]...),
-				dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
-			if err != nil {
-				return res, fmt.Errorf("reading the descendants of workflow %s: %w", o.id, err)
-			}
-			for _, d := range now {
-				if d.Status == dbos.WorkflowStatusCancelled {
-					cancelled++
-				}
+		after, cancelled := before, 0
+		for _, w := range now {
+			switch {
+			case w.ID == o.id:
+				after = w
+			case w.Status == dbos.WorkflowStatusCancelled:
+				cancelled++
 			}
 		}
 		res.Status, res.Changed = string(after.Status), after.Status != before.Status || cancelled > 0
@@ -228,7 +227,8 @@ func parentNote(in *inspector, child dbos.WorkflowStatus) (string, error) {
 		parent.ID, parent.Status, shell.Join("durlab", "workflow", "resume", child.ID), shell.Join("durlab", "workflow", "cancel", parent.ID)), nil
 }
 
-// rootOf is the main workflow of w's run: its farthest parent.
+// rootOf is the main workflow of w's run: its farthest parent, or the
+// farthest found when a parent cannot be read.
 func rootOf(in *inspector, w dbos.WorkflowStatus) (dbos.WorkflowStatus, error) {
 	for w.ParentWorkflowID != "" {
 		parent, err := in.lookup(w.ParentWorkflowID, false)
@@ -325,7 +325,7 @@ func runWorkflowResume(ctx context.Context, o *workflowOpOptions) error {
 			if err != nil {
 				return opResult{}, err
 			}
-			if root.Status == dbos.WorkflowStatusCancelled || root.Status == dbos.WorkflowStatusError || root.Status == dbos.WorkflowStatusSuccess {
+			if lab.StoppedRoot(root.Status) {
 				res.Note += fmt.Sprintf("; but its run's main workflow %s is %s, so it cancels itself again before its first write: resume %s instead",
 					root.ID, root.Status, root.ID)
 			}
@@ -351,7 +351,8 @@ func runWorkflowFork(ctx context.Context, o *workflowOpOptions) error {
 			return opResult{}, usagef("--step %d: workflow %s recorded steps 0 to %d; use --step 0 to %d (see %s)",
 				o.step, o.id, next-1, next, shell.Join("durlab", "workflow", "steps", o.id))
 		}
-		if err := checkSharedChildren(in, o, steps); err != nil {
+		shared := sharedChildren(steps, o.step)
+		if err := checkSharedChildren(in, o, shared); err != nil {
 			return opResult{}, err
 		}
 		h, err := dbos.ForkWorkflow[any](in.client, dbos.ForkWorkflowInput{
@@ -373,7 +374,7 @@ func runWorkflowFork(ctx context.Context, o *workflowOpOptions) error {
 		if step > 0 {
 			reuse = fmt.Sprintf("reuses the outputs of steps 0 to %d and runs step %d onwards", step-1, step)
 		}
-		if shared := sharedChildren(steps, step); shared > 0 {
+		if shared := len(shared); shared > 0 {
 			// What the fork's report will say (lab/fork.go).
 			reuse += fmt.Sprintf(" (it shares %s with %s: %s once, and %s rows stay under %s's ID)",
 				lab.Count(shared, "child workflow", "child workflows"), orig.ID, plural(shared, "it ran", "they ran"), plural(shared, "its", "their"), orig.ID)
@@ -388,19 +389,11 @@ func runWorkflowFork(ctx context.Context, o *workflowOpOptions) error {
 // that was cancelled or failed: the fork awaits the very same child
 // (lab/fork.go), and fails with it. From the step that started the first
 // such child, the fork starts that child anew.
-func checkSharedChildren(in *inspector, o *workflowOpOptions, steps []dbos.StepInfo) error {
-	startedAt := map[string]int{}
-	var ids []string
-	for _, s := range steps {
-		if s.StepID < o.step && s.ChildWorkflowID != "" && s.StepName != "DBOS.getResult" {
-			startedAt[s.ChildWorkflowID] = s.StepID
-			ids = append(ids, s.ChildWorkflowID)
-		}
-	}
-	if len(ids) == 0 {
+func checkSharedChildren(in *inspector, o *workflowOpOptions, shared map[string]int) error {
+	if len(shared) == 0 {
 		return nil
 	}
-	kids, err := dbos.ListWorkflows(in.client, dbos.WithFilterWorkflowIDs(ids...),
+	kids, err := dbos.ListWorkflows(in.client, dbos.WithFilterWorkflowIDs(slices.Collect(maps.Keys(shared))...),
 		dbos.WithFilterLoadInput(false), dbos.WithFilterLoadOutput(false))
 	if err != nil {
 		return fmt.Errorf("reading the child workflows of %s: %w", o.id, err)
@@ -409,7 +402,7 @@ func checkSharedChildren(in *inspector, o *workflowOpOptions, steps []dbos.StepI
 	for _, k := range kids {
 		if k.Status == dbos.WorkflowStatusCancelled || k.Status == dbos.WorkflowStatusError {
 			bad++
-			if at := startedAt[k.ID]; first < 0 || at < first {
+			if at := shared[k.ID]; first < 0 || at < first {
 				first = at
 			}
 		}
@@ -421,16 +414,16 @@ func checkSharedChildren(in *inspector, o *workflowOpOptions, steps []dbos.StepI
 		o.step, lab.Count(bad, "child workflow", "child workflows"), o.id, plural(bad, "it", "them"), first, plural(bad, "it", "them"))
 }
 
-// sharedChildren counts the child workflows a fork from step copies: the
-// ones started by the steps before it.
-func sharedChildren(steps []dbos.StepInfo, step int) int {
-	n := 0
+// sharedChildren are the child workflows a fork from step copies, each
+// with the step that started it: the ones started by the steps before it.
+func sharedChildren(steps []dbos.StepInfo, step int) map[string]int {
+	shared := map[string]int{}
 	for _, s := range steps {
-		if s.StepID < step && s.ChildWorkflowID != "" && s.StepName != "DBOS.getResult" {
-			n++
+		if s.StepID < step && lab.StartsChild(s) {
+			shared[s.ChildWorkflowID] = s.StepID
 		}
 	}
-	return n
+	return shared
 }
 
 // printOp prints an operation's result: JSON, or its note. For fork, stdout

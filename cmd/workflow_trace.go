@@ -213,15 +213,8 @@ func (in *inspector) resolveRun(idOrPrefix string) (id, root string, err error) 
 	if err != nil {
 		return "", "", err
 	}
-	id, root = st.ID, st.ID
-	for parent := st.ParentWorkflowID; parent != ""; {
-		p, err := in.lookup(parent, false)
-		if err != nil {
-			break // an orphan: trace what there is
-		}
-		root, parent = p.ID, p.ParentWorkflowID
-	}
-	return id, root, nil
+	r, _ := rootOf(in, st) // an orphan: trace what there is
+	return st.ID, r.ID, nil
 }
 
 // resolve finds the workflow an ID or a unique prefix of one names. A

@@ -24,6 +24,12 @@ import (
 	"github.com/durlab/durlab/store"
 )
 
+// StartsChild tells whether step s started a child workflow: DBOS names
+// the child in the step that awaits it too.
+func StartsChild(s dbos.StepInfo) bool {
+	return s.ChildWorkflowID != "" && s.StepName != "DBOS.getResult"
+}
+
 // copiedBatches returns the batch numbers a fork took from the workflow it
 // was forked from: the children its steps started that are not its own.
 // A main workflow starts batch b as its b-th child (RunBatches), and DBOS
@@ -36,7 +42,7 @@ func (rt *Runtime) copiedBatches(id string) ([]int, error) {
 	var copied []int
 	batch := 0
 	for _, s := range steps {
-		if s.ChildWorkflowID == "" || s.StepName == "DBOS.getResult" {
+		if !StartsChild(s) {
 			continue
 		}
 		batch++

@@ -48,9 +48,9 @@ func (e stoppedInTransaction) Unwrap() []error {
 // not retried.
 func retryable(err error) bool { return !errors.Is(err, ErrTreeStopped) }
 
-// stoppedRoot: the statuses of a main workflow after which its batches
+// StoppedRoot: the statuses of a main workflow after which its batches
 // stop. A dead-lettered one may be resumed, and it then awaits them.
-func stoppedRoot(s dbos.WorkflowStatusType) bool {
+func StoppedRoot(s dbos.WorkflowStatusType) bool {
 	return s == dbos.WorkflowStatusCancelled || s == dbos.WorkflowStatusError || s == dbos.WorkflowStatusSuccess
 }
 
@@ -102,7 +102,7 @@ func (x *Execution) treeRuns(ctx context.Context) error {
 		// would find (adopt_fence.go), this process is fenced.
 		x.rt.fence(fmt.Errorf("%w: workflow %s, which this process was running, became %s on executor %s: it was adopted",
 			errFenced, x.id, self, mine.ExecutorID))
-	case x.root != x.id && stoppedRoot(root):
+	case x.root != x.id && StoppedRoot(root):
 		if err := dbos.CancelWorkflow(x.rt.dbos, x.id); err != nil {
 			return err
 		}

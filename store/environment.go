@@ -194,15 +194,29 @@ func Environment(role, raw string, err error) error {
 	return &EnvironmentError{DB: dburl.Redacted(raw), Role: role, Fault: f, Err: err, raw: raw}
 }
 
+// faultWords say each fault in an EnvironmentError's line.
+var faultWords = map[Fault]string{
+	FaultUnreachable: "is unreachable",
+	FaultBusy:        "is locked by another process",
+	FaultCorrupt:     "is corrupt",
+	FaultFull:        "cannot be written: the disk is full",
+	FaultIO:          "cannot be read or written (I/O error)",
+	FaultReadOnly:    "cannot be written (read-only or permission denied)",
+}
+
+// FaultSaid reads the fault back from an EnvironmentError's line, as a
+// supervisor reads it from its child's stderr; FaultNone if it says none.
+func FaultSaid(line string) Fault {
+	for f, words := range faultWords {
+		if strings.Contains(line, " "+words) {
+			return f
+		}
+	}
+	return FaultNone
+}
+
 func (e *EnvironmentError) Error() string {
-	what := map[Fault]string{
-		FaultUnreachable: "is unreachable",
-		FaultBusy:        "is locked by another process",
-		FaultCorrupt:     "is corrupt",
-		FaultFull:        "cannot be written: the disk is full",
-		FaultIO:          "cannot be read or written (I/O error)",
-		FaultReadOnly:    "cannot be written (read-only or permission denied)",
-	}[e.Fault]
+	what := faultWords[e.Fault]
 	role := e.Role
 	if role == "" {
 		role = "store"

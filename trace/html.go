@@ -264,12 +264,8 @@ func (tl *timeline) block(wf *Workflow) *block {
 	steps, attempts := countSteps(wf)
 	info := []string{dur(span), plural(len(wf.Executions), "execution"), plural(steps, "step") + ", " + plural(attempts, "attempt")}
 	r, faults := countTrouble(wf, false)
-	retries := fmt.Sprintf("%d retries", r)
-	if r == 1 {
-		retries = "1 retry"
-	}
 	if r > 0 {
-		info = append(info, retries)
+		info = append(info, count(r, "retry", "retries"))
 	}
 	if faults > 0 {
 		info = append(info, plural(faults, "fault")+" injected")

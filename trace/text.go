@@ -352,12 +352,7 @@ func stem(last bool) string {
 	return "│  "
 }
 
-func plural(n int, noun string) string {
-	if n == 1 {
-		return fmt.Sprintf("1 %s", noun)
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
-}
+func plural(n int, noun string) string { return count(n, noun, noun+"s") }
 
 func dur(d time.Duration) string {
 	switch {
