@@ -3,7 +3,6 @@ package cmd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -351,7 +350,7 @@ func runExperiment(ctx context.Context, o *experimentOptions) error {
 	start := time.Now()
 	rep, err := rt.Run(ctx, o.exp, o.params)
 	if err != nil {
-		return interruption(ctx, err)
+		return err
 	}
 	if err := printReport(g.io, cfg.json, rep, time.Since(start), seedDecides(o.params.Faults)); err != nil {
 		return err
@@ -431,13 +430,4 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
-}
-
-// interruption names the signal behind an interrupted run, for its exit code.
-func interruption(ctx context.Context, err error) error {
-	var se signalError
-	if errors.Is(err, lab.ErrInterrupted) && errors.As(context.Cause(ctx), &se) {
-		return fmt.Errorf("%w: %w", se, err)
-	}
-	return err
 }

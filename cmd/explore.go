@@ -196,7 +196,7 @@ func runExplore(ctx context.Context, cmd *cobra.Command, o *exploreOptions) erro
 		sites, err := xo.Points(ctx)
 		if err != nil {
 			os.RemoveAll(dir)
-			return interruption(ctx, err)
+			return err
 		}
 		if r.From > len(sites) {
 			os.RemoveAll(dir)
@@ -219,7 +219,7 @@ func runExplore(ctx context.Context, cmd *cobra.Command, o *exploreOptions) erro
 			d, err := xo.Calibrate(ctx, int64(r.From))
 			if err != nil {
 				os.RemoveAll(dir)
-				return interruption(ctx, err)
+				return err
 			}
 			killWithin = d
 		}
@@ -240,7 +240,7 @@ func runExplore(ctx context.Context, cmd *cobra.Command, o *exploreOptions) erro
 	}
 	if ctx.Err() != nil {
 		os.RemoveAll(dir)
-		return interruption(ctx, lab.ErrInterrupted)
+		return lab.ErrInterrupted
 	}
 	switch {
 	case cfg.jsonl:

@@ -180,7 +180,7 @@ func runPlainProfile(ctx context.Context, o *profileOptions, cfg resolved, t *la
 	}
 	rep, d, err := workflows.RunPlain(ctx, p)
 	bar.finish()
-	return rep, d, interruption(ctx, err)
+	return rep, d, err
 }
 
 // runDurableProfile opens the runtime, runs the experiment under the
@@ -205,7 +205,6 @@ func runDurableProfile(ctx context.Context, o *profileOptions, cfg resolved, rec
 	wall = time.Since(start)
 	bar.finish()
 	if err != nil {
-		err = interruption(ctx, err)
 		return
 	}
 	if err = rec.Stop(); err != nil {

@@ -122,7 +122,7 @@ func runWorkflowTrace(ctx context.Context, o *workflowTraceOptions) error {
 		}
 		select {
 		case <-ctx.Done():
-			return interruption(ctx, lab.ErrInterrupted)
+			return lab.ErrInterrupted
 		case <-time.After(followInterval):
 		}
 	}
