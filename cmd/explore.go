@@ -175,10 +175,28 @@ func runExplore(ctx context.Context, cmd *cobra.Command, o *exploreOptions) erro
 	if err != nil {
 		return fmt.Errorf("cannot find the durlab binary to run: %w", err)
 	}
+	// The ranges first: a usage error leaves no folder behind.
+	var points, seeds explore.Range
+	if o.crashPoints != "" {
+		if o.crashPoints != "all" {
+			if points, err = explore.ParseRange(o.crashPoints); err != nil || points.From < 1 {
+				return usagef("--crash-points: %q is not a range of points A..B, from 1", o.crashPoints)
+			}
+		}
+	} else if seeds, err = explore.ParseRange(o.seeds); err != nil {
+		return usagef("--seeds: %v", err)
+	}
 	dir, err := os.MkdirTemp("", "durlab-explore-*")
 	if err != nil {
 		return err
 	}
+	// Kept only when asked to, or to replay a failure of a finished run.
+	keep := false
+	defer func() {
+		if !keep {
+			os.RemoveAll(dir)
+		}
+	}()
 	xo := &explore.Options{Experiment: o.exp.exp, Experiments: workflows.Experiments(), Params: o.exp.params,
 		Flags: experimentFlags(cmd), Binary: self, Env: trialEnv(), Dir: dir, Parallel: o.parallel,
 		TrialTimeout: o.trialTimeout, Keep: o.keep}
@@ -187,19 +205,11 @@ func runExplore(ctx context.Context, cmd *cobra.Command, o *exploreOptions) erro
 	}
 	var res explore.Result
 	if o.crashPoints != "" {
-		r := explore.Range{}
-		if o.crashPoints != "all" {
-			if r, err = explore.ParseRange(o.crashPoints); err != nil || r.From < 1 {
-				return usagef("--crash-points: %q is not a range of points A..B, from 1", o.crashPoints)
-			}
-		}
 		sites, err := xo.Points(ctx)
 		if err != nil {
-			os.RemoveAll(dir)
 			return err
 		}
-		if r.From > len(sites) {
-			os.RemoveAll(dir)
+		if points.From > len(sites) {
 			return usagef("--crash-points %s: %s reaches %d crash points", o.crashPoints, o.exp.exp.Name, len(sites))
 		}
 		fmt.Fprintf(g.io.Err, "durlab explore: %s reaches %d crash points; one trial each, %d at a time, checking that %s\n",
@@ -207,18 +217,14 @@ func runExplore(ctx context.Context, cmd *cobra.Command, o *exploreOptions) erro
 		bar := newProgress(g.io, cfg.json || cfg.jsonl, "trials", "trials", 0)
 		xo.Progress = bar.update
 		bar.start()
-		res = xo.CrashPoints(ctx, sites, r)
+		res = xo.CrashPoints(ctx, sites, points)
 		bar.finish()
 	} else {
-		r, err := explore.ParseRange(o.seeds)
-		if err != nil {
-			return usagef("--seeds: %v", err)
-		}
+		r := seeds
 		killWithin := o.killWithin
 		if o.kills > 0 && !cmd.Flags().Changed("kill-within") {
 			d, err := xo.Calibrate(ctx, int64(r.From))
 			if err != nil {
-				os.RemoveAll(dir)
 				return err
 			}
 			killWithin = d
@@ -235,13 +241,10 @@ func runExplore(ctx context.Context, cmd *cobra.Command, o *exploreOptions) erro
 		res = xo.Seeds(ctx, r, o.kills, killWithin)
 		bar.finish()
 	}
-	if !o.keep && res.Failed == 0 {
-		os.RemoveAll(dir)
-	}
 	if ctx.Err() != nil {
-		os.RemoveAll(dir)
 		return lab.ErrInterrupted
 	}
+	keep = o.keep || res.Failed > 0
 	switch {
 	case cfg.jsonl:
 		enc := json.NewEncoder(g.io.Out)

@@ -221,6 +221,7 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 	start := time.Now()
 	var stopped os.Signal
 	var out outage
+	budget := o.exp.outageTimeout // the --outage-timeout the next child is given (childArgs)
 	for {
 		sum.Attempts++
 		var stdout bytes.Buffer
@@ -232,7 +233,6 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 		child := exec.Command(self, args...)
 		var said lastLine
 		child.Stdout, child.Stderr = &stdout, gio.MultiWriter(io.Err, &said)
-		budget := outageBudget(args, o.exp.outageTimeout)
 		childStart := time.Now()
 		told, err := startfd.Listen(child)
 		if err != nil {
@@ -325,7 +325,8 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 				select {
 				case <-time.After(wait):
 					restart = true
-					args = withOutageTimeout(args, max(left-wait, time.Second))
+					budget = max(left-wait, time.Second)
+					args = withOutageTimeout(args, budget)
 				case s := <-sigs:
 					stopped = s
 					sum.ExitCode = 128 + int(s.(syscall.Signal))
@@ -338,7 +339,8 @@ func superviseLoop(ctx context.Context, io IOStreams, args []string, o *runOptio
 			// The child got going again, or died otherwise: a later
 			// outage starts its own clock, with the whole timeout.
 			out.over()
-			args = withOutageTimeout(args, o.exp.outageTimeout)
+			budget = o.exp.outageTimeout
+			args = withOutageTimeout(args, budget)
 		}
 		if !restart {
 			break
@@ -355,18 +357,6 @@ func roughly(d time.Duration) time.Duration {
 		return d.Round(100 * time.Millisecond)
 	}
 	return d.Round(time.Second)
-}
-
-// outageBudget is the --outage-timeout args give the child.
-func outageBudget(args []string, fallback time.Duration) time.Duration {
-	for _, a := range args {
-		if v, ok := strings.CutPrefix(a, "--outage-timeout="); ok {
-			if d, err := time.ParseDuration(v); err == nil {
-				return d
-			}
-		}
-	}
-	return fallback
 }
 
 // lastLine keeps the last line a child wrote on stderr: the one that says
