@@ -78,13 +78,20 @@ func Missing() (msg string, fatal bool) {
 // under CI.
 func Database(t testing.TB) string {
 	t.Helper()
+	return forTest(t, Create)
+}
+
+// forTest skips t with no server (fails it under CI), makes a database
+// with make, and drops it when t ends.
+func forTest(t testing.TB, make func() (string, func() error, error)) string {
+	t.Helper()
 	if msg, fatal := Missing(); msg != "" {
 		if fatal {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
 	}
-	u, drop, err := Create()
+	u, drop, err := make()
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -150,22 +157,10 @@ func Unborn() (dbURL, name string, drop func() error, err error) {
 // or fails it under CI.
 func UnbornDatabase(t testing.TB) string {
 	t.Helper()
-	if msg, fatal := Missing(); msg != "" {
-		if fatal {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	u, _, drop, err := Unborn()
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := drop(); err != nil {
-			t.Errorf("pgtest: %v", err)
-		}
+	return forTest(t, func() (string, func() error, error) {
+		u, _, drop, err := Unborn()
+		return u, drop, err
 	})
-	return u
 }
 
 // Exec runs one statement on the admin database (creating roles, say).
