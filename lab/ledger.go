@@ -181,7 +181,7 @@ func (x *Execution) begin(e store.Event, now bool) error {
 	return x.rt.rec.now(x.ctx, e)
 }
 
-// end records how execution x ended: its function returned err. A
+// end records how execution x ended: its function returned err. A child's
 // successful end waits for the next write, or Runtime.flushIdle: DBOS
 // records the workflow's status before anything else happens to it, which
 // is how a reader knows how an execution whose end was lost with its
@@ -198,13 +198,16 @@ func (x *Execution) end(err error) {
 	default:
 		e.Outcome, e.Detail = OutcomeError, err.Error()
 	}
-	if err == nil {
+	if err == nil && x.id != x.root {
 		x.rt.rec.later(e)
 		return
 	}
-	// At once: a report waiting for a stopped tree waits for this end
-	// (tree.go), and the execution of a cancelled workflow ends with an
-	// error at its next checkpoint, which DBOS refuses.
+	// At once: a main workflow's end, with every event still waiting,
+	// before DBOS records its outcome, so that whoever sees the run ended
+	// (a trace following it) finds all of it in the ledger; a report
+	// waiting for a stopped tree waits for a failed end (tree.go), and the
+	// execution of a cancelled workflow ends with an error at its next
+	// checkpoint, which DBOS refuses.
 	if werr := x.rt.rec.now(x.ctx, e); werr != nil {
 		fmt.Fprintf(x.rt.notices, "durlab: %v\n", werr)
 	}
