@@ -99,8 +99,14 @@ func labPGDB(ts *testscript.TestScript, vars []string, create bool) {
 		return
 	}
 	for _, v := range vars {
-		u, drop, err := pgtest.Create()
-		if !create {
+		var u string
+		var drop func() error
+		var err error
+		if create {
+			u, drop, err = pgtest.Create()
+		} else {
+			// Not Create then Unborn: the database Create made would be
+			// left behind, its drop lost.
 			u, _, drop, err = pgtest.Unborn()
 		}
 		ts.Check(err)
